@@ -1,0 +1,1 @@
+"""The shapes world: scenes, renderer, literal descriptors, instructions, analyzer."""
