@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = world.add_subparsers(dest="world_command", required=True)
 
     p = wsub.add_parser("render", help="render a literal descriptor to a PNG")
-    p.add_argument("--text", required=True, help="e.g. 'a large red circle on the left, on a blue background'")
+    p.add_argument("--text", required=True,
+                   help="e.g. 'a large red circle on the left, on a blue background'")
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image side in pixels")
     p.add_argument("--scale", type=int, default=1, help="enlarge the saved PNG (nearest neighbour)")
@@ -115,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()  # inside the try, so a closed pipe is caught here
+    except BrokenPipeError:
+        # `seer ... | head` closed the pipe: not an error; silence the flush at exit.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
     except (ValueError, FileNotFoundError) as err:
         # Our errors (descriptor, scene, instruction, usage) are ValueErrors with one line.
         print(f"seer: error: {err}", file=sys.stderr)

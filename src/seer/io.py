@@ -29,6 +29,9 @@ def atomic_path(path: str | Path):
 def atomic_save_image(image, path: str | Path) -> None:
     path = Path(path)
     fmt = (path.suffix.lstrip(".") or "png").upper().replace("JPG", "JPEG")
+    if fmt not in ("PNG", "JPEG", "BMP", "GIF", "WEBP"):
+        raise ValueError(f"{path}: unknown image type '{path.suffix}' "
+                         "(expected .png, .jpg, .bmp, .gif or .webp)")
     with atomic_path(path) as tmp:
         image.save(tmp, format=fmt)
 

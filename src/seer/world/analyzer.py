@@ -236,7 +236,8 @@ def _assemble(components: list[Component], background: str, size: int) -> Analys
             by_cell[cell] = c
     objects = tuple(Obj(c.shape, c.color, c.size, cell) for cell, c in by_cell.items())
     styles = [c.style for c in by_cell.values()]
-    style = max(("plain", "outline", "pixelated"), key=lambda s: (styles.count(s), s != "plain"))
+    style = (max(("plain", "outline", "pixelated"), key=lambda s: (styles.count(s), s != "plain"))
+             if styles else "plain")  # no object, no style to read
 
     counts = {k: sum(c.kind == k for c in components)
               for k in ("sun", "moon", "flake", "streak", "star", "heart", "confetti")}

@@ -171,8 +171,7 @@ def parse(text: str) -> Scene:
                 obj = current if current is not None and "color" not in current else start_object()
                 obj["color"] = word
         elif word in SIZES:
-            obj = (current if current is not None and not ({"size", "color", "shape"} & current.keys())
-                   else start_object())
+            obj = current if current is not None and "size" not in current else start_object()
             obj["size"] = word
         elif word in SHAPES:
             obj = current if current is not None and "shape" not in current else start_object()
@@ -184,6 +183,7 @@ def parse(text: str) -> Scene:
                 run.append(tokens[i])
             if current is not None and "shape" in current and "position" not in current:
                 current["position"] = _position(run, text)
+                current = None  # a trailing position ends the object's phrase
             else:
                 pending_where = run
                 current = None
@@ -211,7 +211,7 @@ def parse(text: str) -> Scene:
     for obj in objects:
         missing = [k for k in ("size", "color", "shape", "position") if k not in obj]
         if missing:
-            desc = " ".join(obj.get(k, "") for k in ("size", "color", "shape")).strip()
+            desc = " ".join(obj[k] for k in ("size", "color", "shape") if k in obj)
             raise DescriptorError(f"object '{desc}' has no {' or '.join(missing)} in {text!r}")
         built.append(Obj(obj["shape"], obj["color"], obj["size"], obj["position"]))
     globals_.pop("background")

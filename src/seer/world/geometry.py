@@ -76,7 +76,7 @@ def speck(size: int) -> int:
     return max(1, round(size * 2 / 64))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def solid_mask(shape: str, d: int) -> np.ndarray:
     """Filled d x d mask of a shape; read-only (cached)."""
     img = Image.new("1", (d, d), 0)
@@ -113,7 +113,7 @@ def solid_mask(shape: str, d: int) -> np.ndarray:
     return _freeze(np.array(img, dtype=bool))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def outline_mask(shape: str, d: int, stroke: int) -> np.ndarray:
     from scipy.ndimage import binary_erosion
 

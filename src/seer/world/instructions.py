@@ -24,7 +24,6 @@ from seer.world.scene import (
     OBJECT_COLORS,
     POSITIONS,
     SIZES,
-    Obj,
     Scene,
     sample_scene,
 )
@@ -51,7 +50,8 @@ class Clause:
             return len(scene.objects) >= self.minimum
         if self.field in OBJECT_FIELDS:
             attr = self.field.removeprefix("object_")
-            return all(getattr(o, attr) in self.allowed for o in scene.objects)
+            # An image with no object shows no warm (or large...) object: not met.
+            return bool(scene.objects) and all(getattr(o, attr) in self.allowed for o in scene.objects)
         return getattr(scene, self.field) in self.allowed
 
 

@@ -44,11 +44,12 @@ def prompt_fidelity(prompt: Scene, observed: Scene, instruction: Instruction | N
     if total == 0:
         return 1.0
     hits = sum(getattr(prompt, f) == getattr(observed, f) for f in scene_attrs)
-    hits += _best_object_agreement(prompt.objects, observed.objects, obj_attrs)
+    hits += object_agreement(prompt.objects, observed.objects, obj_attrs)
     return hits / total
 
 
-def _best_object_agreement(wanted, found, attrs) -> int:
+def object_agreement(wanted, found, attrs) -> int:
+    """Most attribute agreements over all pairings of wanted and found objects."""
     if not wanted or not found or not attrs:
         return 0
     found = list(found)
