@@ -74,6 +74,47 @@ def _save_image(image, out: str) -> None:
     atomic_save_image(image, Path(out))
 
 
+# ---------------------------------------------------------------- seer pretrain
+
+def _pretrain(args: argparse.Namespace) -> None:
+    import torch
+
+    from seer.config import resolve
+    from seer.io import atomic_write_json
+    from seer.train.pretrain import PretrainConfig, pretrain
+
+    cfg = resolve(PretrainConfig, args.config, args.set, out=args.out, seed=args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = pretrain(cfg, resume=args.resume)
+    print(f"wrote {model_dir}")
+    if args.eval:
+        from seer.eval import mini as ev
+        from seer.models.mini.model import MiniUMM
+
+        model = MiniUMM.from_pretrained(model_dir)
+        figures = {**ev.generation(model, n=args.eval), **ev.understanding(model, n=args.eval),
+                   **ev.knowledge(model), **ev.gap(model, per_instruction=max(1, args.eval // 50))}
+        atomic_write_json(Path(cfg.out) / "figures.json", figures)
+        print(json.dumps(figures, indent=2))
+
+
+# ---------------------------------------------------------------- seer generate
+
+def _generate(args: argparse.Namespace) -> None:
+    from seer.data.templates import baseline_text
+    from seer.models import load_model
+
+    model = load_model(args.backend, args.model)
+    text = baseline_text(args.prompt, args.instruction) if args.instruction else args.prompt
+    image = model.generate_images([text], guidance_scale=args.guidance, seed=args.seed)[0]
+    if args.scale > 1:
+        image = image.resize((image.width * args.scale,) * 2, 0)
+    _save_image(image, args.out)
+    print(f"text: {text}")
+    print(f"wrote {args.out}")
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "heldout", "composition", "ood"])
     p.add_argument("--difficulty", choices=["simple", "hard"])
     p.set_defaults(func=_world_instructions)
+
+    p = commands.add_parser("pretrain", help="train the mini unified model from scratch")
+    p.add_argument("--config", help="YAML file of PretrainConfig keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set steps=100 --set model.hidden_size=128")
+    p.add_argument("--out", help="output folder (default runs/pretrain)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    p.add_argument("--eval", type=int, default=0, metavar="N",
+                   help="afterwards, measure the model's figures on N held-out items per kind")
+    p.set_defaults(func=_pretrain)
+
+    p = commands.add_parser("generate", help="generate an image from a prompt (and an instruction)")
+    p.add_argument("--backend", choices=["mini"], help="backend (default: read from --model, else mini)")
+    p.add_argument("--model", help="model folder (default: the packaged mini model)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--instruction", help="abstract instruction; the text becomes prompt + instruction")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
+    p.add_argument("--scale", type=int, default=1, help="enlarge the saved PNG (nearest neighbour)")
+    p.set_defaults(func=_generate)
     return parser
 
 

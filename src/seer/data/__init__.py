@@ -1,0 +1,1 @@
+"""Data sets built from the world (pretraining mix, VIE sets) and the task templates."""

@@ -1,0 +1,1 @@
+"""Evaluation: ground-truth metrics of models in the shapes world."""

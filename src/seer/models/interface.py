@@ -1,0 +1,116 @@
+"""The one model interface. Every backend (mini, janus, harmon) implements it; nothing
+outside `seer.models` looks behind it.
+
+A unified model both reads images and writes them. What the SEER stages need from it:
+- `generate_text`: sample completions to user prompts (optionally with one or two images),
+  with the sampled ids and their log-probs (GRPO's "old" log-probs);
+- `completion_logprobs`: log-probs of given completions, with gradient (the policy loss);
+- `generate_images`: text to images, batched, seeded, with classifier-free guidance;
+- `p_yes`: P(Yes) of a Yes/No question about two images, read from next-token logits;
+- `save_pretrained` / `from_pretrained` in Hugging Face layout;
+- `trainable_parameters`, full or LoRA (through `peft`).
+
+Prompts are plain user text: each backend wraps them in its own chat template, so the
+stages never see a backend's special tokens.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from PIL import Image
+
+ImageList = list[Image.Image]
+
+
+@dataclasses.dataclass
+class TextSamples:
+    """Completions sampled for a batch of prompts (one row per prompt)."""
+
+    texts: list[str]
+    token_ids: list[torch.Tensor]  # per row: the completion's ids, end-of-text included if reached
+    logprobs: list[torch.Tensor]  # per row: log-prob of each sampled id under the sampling policy
+    truncated: list[bool]  # per row: stopped by max_new_tokens, not by end of text
+
+
+@dataclasses.dataclass
+class YesNo:
+    """Next-token probabilities of the two answers, and P(Yes) normalised over both."""
+
+    p_yes: torch.Tensor  # P(Yes) / (P(Yes) + P(No)), shape (batch,)
+    raw_yes: torch.Tensor  # softmax over the whole vocabulary
+    raw_no: torch.Tensor
+
+
+class ModelError(ValueError):
+    """A model directory or configuration that cannot be used; the message names what."""
+
+
+class UnifiedModel(abc.ABC):
+    """A unified multimodal model behind the interface the SEER stages use."""
+
+    backend: ClassVar[str]
+
+    # ------------------------------------------------------------ understanding, text
+
+    @abc.abstractmethod
+    def generate_text(self, prompts: list[str], images: list[ImageList] | None = None, *,
+                      max_new_tokens: int = 64, temperature: float = 1.0, top_k: int | None = None,
+                      generator: torch.Generator | None = None,
+                      prefix: str = "") -> TextSamples:
+        """Sample one completion per prompt. `images[i]` are the images of prompt i (0-2).
+        `prefix` is forced text the assistant turn starts with (e.g. "<think>")."""
+
+    @abc.abstractmethod
+    def completion_logprobs(self, prompts: list[str], completions: list[torch.Tensor],
+                            images: list[ImageList] | None = None,
+                            prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs of given completion ids, with gradient: (B x T log-probs, B x T mask)."""
+
+    @abc.abstractmethod
+    def p_yes(self, questions: list[str], images: list[ImageList], prefix: str = "") -> YesNo:
+        """P(Yes) of each question about its images, from the next-token logits right after
+        the assistant turn opens (and after the forced `prefix`, e.g. "<answer>")."""
+
+    # ------------------------------------------------------------ generation
+
+    @abc.abstractmethod
+    def generate_images(self, texts: list[str], *, guidance_scale: float | None = None,
+                        temperature: float = 1.0, seed: int = 0) -> ImageList:
+        """One image per text; the same seed and texts give the same images."""
+
+    # ------------------------------------------------------------ weights
+
+    @abc.abstractmethod
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Hugging Face layout (config + safetensors), loadable by `from_pretrained`."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_pretrained(cls, directory: str | Path, **options) -> UnifiedModel:
+        ...
+
+    @abc.abstractmethod
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters the RL stages update (the language model's; LoRA's when enabled)."""
+
+    @abc.abstractmethod
+    def enable_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.0,
+                    target_modules: list[str] | None = None) -> None:
+        """Wrap the language model with `peft` LoRA adapters; only they stay trainable."""
+
+    @abc.abstractmethod
+    def train(self, mode: bool = True) -> UnifiedModel:
+        ...
+
+    def eval(self) -> UnifiedModel:
+        return self.train(False)
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> torch.device:
+        ...

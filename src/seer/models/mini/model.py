@@ -1,0 +1,312 @@
+"""The mini unified model: one `transformers` Llama over words and image codes.
+
+Chameleon-style early fusion: an image is its VQ codes between <boi> and <eoi>, placed in
+the token stream like words. One sequence layout serves every task:
+
+    understanding   <bos> <user> [<boi> codes <eoi>]* question <assistant> answer <eos>
+    generation      <bos> <user> text <assistant> <boi> codes <eoi>
+    unconditional   <bos> <user> <assistant> <boi> codes <eoi>     (classifier-free guidance)
+
+Generation is forced into image mode by the <boi> after <assistant>; the sampler draws
+only image codes, mixing conditional and unconditional logits (CFG) in one batch, with a
+KV cache. Directory layout (Hugging Face): `lm/` (LlamaForCausalLM), `vq/` (VQModel),
+`tokenizer/`, and `mini.json` (image size, guidance).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import VQModel
+from PIL import Image
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from seer.io import atomic_dir, atomic_write_json
+from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
+from seer.models.mini import tokenizer as tk
+from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
+
+CONFIG_FILE = "mini.json"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclasses.dataclass
+class MiniConfig:
+    image_size: int = 64
+    guidance_scale: float = 3.0
+    image_temperature: float = 1.0
+    # Architecture, used only when building a fresh model (`MiniUMM.create`).
+    hidden_size: int = 256
+    num_layers: int = 6
+    num_heads: int = 4
+    codebook_size: int = 512
+    vq_channels: tuple[int, ...] = (32, 64)
+    vq_unshuffle: int = 2
+
+    @property
+    def tokens_per_side(self) -> int:
+        return self.image_size // self.vq_unshuffle // 2 ** (len(self.vq_channels) - 1)
+
+    @property
+    def image_tokens(self) -> int:
+        return self.tokens_per_side**2
+
+
+class MiniUMM(UnifiedModel):
+    backend = "mini"
+
+    def __init__(self, lm: LlamaForCausalLM, vq: PaletteVQ, tokenizer: PreTrainedTokenizerFast,
+                 config: MiniConfig):
+        self.lm, self.vq, self.tokenizer, self.config = lm, vq, tokenizer, config
+        ids = tokenizer.convert_tokens_to_ids
+        self.pad_id, self.bos_id, self.eos_id = ids(tk.PAD), ids(tk.BOS), ids(tk.EOS)
+        self.user_id, self.assistant_id = ids(tk.USER), ids(tk.ASSISTANT)
+        self.boi_id, self.eoi_id = ids(tk.BOI), ids(tk.EOI)
+        self.code_offset = ids(tk.image_token(0))
+        self.yes_id, self.no_id = ids("yes"), ids("no")
+        if tk.UNK in tokenizer.convert_ids_to_tokens([self.yes_id, self.no_id]):
+            raise ModelError("the mini tokenizer has no 'yes'/'no' words")
+        self.vq.eval().requires_grad_(False)
+
+    # ------------------------------------------------------------ building and weights
+
+    @classmethod
+    def create(cls, corpus: list[str], config: MiniConfig | None = None, seed: int = 0,
+               vq: PaletteVQ | None = None) -> MiniUMM:
+        """A freshly initialised model whose vocabulary covers `corpus` (and a fresh image
+        tokenizer unless a trained `vq` is given)."""
+        config = config or MiniConfig()
+        torch.manual_seed(seed)
+        tokenizer = tk.build_tokenizer(corpus, config.codebook_size)
+        if vq is None:
+            vq = PaletteVQ(VQModel(**vq_config(config.image_size, config.vq_unshuffle, config.codebook_size,
+                                               config.vq_channels)), config.vq_unshuffle)
+        lm_config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=config.hidden_size,
+            intermediate_size=3 * config.hidden_size, num_hidden_layers=config.num_layers,
+            num_attention_heads=config.num_heads, num_key_value_heads=config.num_heads,
+            max_position_embeddings=4 * config.image_tokens + 256, tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        return cls(LlamaForCausalLM(lm_config), vq, tokenizer, config)
+
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+        """Write lm/, vq/, tokenizer/ and mini.json; the folder appears whole or not at all.
+        `dtype=torch.float16` halves the size on disk (the package's committed weights)."""
+        lm = self._merged_lm()
+        with atomic_dir(directory) as tmp:
+            (lm.to(dtype) if dtype else lm).save_pretrained(tmp / "lm")
+            vq = copy.deepcopy(self.vq.vq)
+            (vq.to(dtype) if dtype else vq).save_pretrained(tmp / "vq")
+            self.tokenizer.save_pretrained(tmp / "tokenizer")
+            atomic_write_json(tmp / CONFIG_FILE, dataclasses.asdict(self.config))
+        if dtype:
+            lm.float()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **options) -> MiniUMM:
+        directory = Path(directory)
+        for part in (CONFIG_FILE, "lm/config.json", "vq/config.json", "tokenizer/tokenizer.json"):
+            if not (directory / part).exists():
+                raise ModelError(f"{directory}: not a mini model directory (missing {part})")
+        raw = json.loads((directory / CONFIG_FILE).read_text())
+        raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
+        config = MiniConfig(**{**raw, **options})
+        lm = LlamaForCausalLM.from_pretrained(directory / "lm", dtype=torch.float32)
+        vq = VQModel.from_pretrained(directory / "vq", torch_dtype=torch.float32)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
+        tokenizer.padding_side = "left"
+        return cls(lm, PaletteVQ(vq, config.vq_unshuffle), tokenizer, config)
+
+    def _merged_lm(self) -> LlamaForCausalLM:
+        if hasattr(self.lm, "merge_and_unload"):  # peft: save plain weights, loadable anywhere
+            return copy.deepcopy(self.lm).merge_and_unload()
+        return self.lm
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.lm.parameters() if p.requires_grad]
+
+    def enable_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.0,
+                    target_modules: list[str] | None = None) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        self.lm = get_peft_model(self.lm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                     target_modules=target_modules or LORA_TARGETS))
+
+    def train(self, mode: bool = True) -> MiniUMM:
+        self.lm.train(mode)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.lm.parameters()).device
+
+    # ------------------------------------------------------------ images <-> codes
+
+    def encode_images(self, images: ImageList) -> torch.Tensor:
+        """N x image_tokens token ids (codes shifted into the shared vocabulary)."""
+        size = self.config.image_size
+        arrays = []
+        for image in images:
+            image = image.convert("RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.NEAREST)
+            arrays.append(np.asarray(image))
+        return self.vq.encode(to_palette(np.stack(arrays)).to(self.device)).cpu() + self.code_offset
+
+    def decode_images(self, token_ids: torch.Tensor) -> ImageList:
+        palette = self.vq.decode((token_ids - self.code_offset).clamp(0, self.config.codebook_size - 1)
+                                 .to(self.device))
+        return [Image.fromarray(a, "RGB") for a in to_rgb(palette.cpu())]
+
+    # ------------------------------------------------------------ sequences
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text.lower(), add_special_tokens=False)["input_ids"] if text else []
+
+    def user_turn(self, prompt: str, image_ids: list[torch.Tensor] = (), prefix: str = "") -> list[int]:
+        ids = [self.bos_id, self.user_id]
+        for codes in image_ids:
+            ids += [self.boi_id, *codes.tolist(), self.eoi_id]
+        return ids + self.text_ids(prompt) + [self.assistant_id] + self.text_ids(prefix)
+
+    def _prompts(self, prompts: list[str], images: list[ImageList] | None, prefix: str) -> list[list[int]]:
+        if images is not None and len(images) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(images)} image lists")
+        flat = [im for row in images or [] for im in row]
+        codes = list(self.encode_images(flat)) if flat else []
+        out, k = [], 0
+        for i, prompt in enumerate(prompts):
+            n = len(images[i]) if images is not None else 0
+            out.append(self.user_turn(prompt, codes[k:k + n], prefix))
+            k += n
+        return out
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def forward_logits(self, ids: torch.Tensor, mask: torch.Tensor, cache=None, keep: int = 0):
+        """Logits (and the updated KV cache) for left-padded rows; positions skip the padding."""
+        if cache is None:
+            positions = (mask.cumsum(1) - 1).clamp(min=0)
+        else:
+            positions = (mask.sum(1, keepdim=True) - 1).expand(-1, ids.shape[1])
+        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                      use_cache=cache is not None or keep > 0, logits_to_keep=keep)
+        return out.logits, out.cache
+
+    # ------------------------------------------------------------ text
+
+    @torch.no_grad()
+    def generate_text(self, prompts, images=None, *, max_new_tokens=64, temperature=1.0, top_k=None,
+                      generator=None, prefix="") -> TextSamples:
+        ids, mask = self._left_pad(self._prompts(prompts, images, prefix))
+        logits, cache = self.forward_logits(ids, mask, cache=None, keep=1)
+        n = len(prompts)
+        done = torch.zeros(n, dtype=torch.bool)
+        sampled, logps = [], []
+        for _ in range(max_new_tokens):
+            step = logits[:, -1].float() / max(temperature, 1e-6)
+            if top_k is not None:
+                kth = step.topk(top_k, dim=-1).values[:, -1:]
+                step = step.masked_fill(step < kth, float("-inf"))
+            logp = F.log_softmax(step, dim=-1)
+            token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+            token = torch.where(done.to(token.device), torch.full_like(token, self.pad_id), token)
+            sampled.append(token.cpu())
+            logps.append(logp.gather(1, token[:, None]).squeeze(1).cpu())
+            done |= (token == self.eos_id).cpu()
+            if done.all():
+                break
+            mask = torch.cat([mask, (~done).long()[:, None].to(mask.device)], dim=1)
+            logits, cache = self.forward_logits(token[:, None], mask, cache=cache, keep=1)
+        tokens = torch.stack(sampled, 1)
+        lps = torch.stack(logps, 1)
+        texts, token_ids, logprobs, truncated = [], [], [], []
+        for i in range(n):
+            row = tokens[i]
+            ends = (row == self.eos_id).nonzero()
+            length = int(ends[0]) + 1 if len(ends) else len(row)
+            token_ids.append(row[:length])
+            logprobs.append(lps[i, :length])
+            truncated.append(not len(ends))
+            texts.append(self.decode_text(row[:length]))
+        return TextSamples(texts, token_ids, logprobs, truncated)
+
+    def decode_text(self, token_ids: torch.Tensor) -> str:
+        ids = [int(t) for t in token_ids if int(t) not in (self.eos_id, self.pad_id)]
+        return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
+
+    def completion_logprobs(self, prompts, completions, images=None, prefix="",
+                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        heads = self._prompts(prompts, images, prefix)
+        rows = [h + c.tolist() for h, c in zip(heads, completions, strict=True)]
+        ids, mask = self._left_pad(rows)
+        width = max(len(c) for c in completions)
+        logits, _ = self.forward_logits(ids, mask, keep=width + 1)
+        logits = logits[:, :-1].float() / temperature  # position t predicts token t + 1
+        targets = ids[:, -width:]
+        logp = F.log_softmax(logits, dim=-1).gather(2, targets[..., None]).squeeze(2)
+        comp_mask = torch.zeros_like(targets, dtype=torch.bool)
+        for i, c in enumerate(completions):
+            if len(c):
+                comp_mask[i, width - len(c):] = True
+        # Right-align completions: row i's tokens are the last len(c_i) positions.
+        return logp * comp_mask, comp_mask
+
+    @torch.no_grad()
+    def p_yes(self, questions, images, prefix="") -> YesNo:
+        ids, mask = self._left_pad(self._prompts(questions, images, prefix))
+        logits, _ = self.forward_logits(ids, mask, keep=1)
+        probs = F.softmax(logits[:, -1].float(), dim=-1)
+        yes, no = probs[:, self.yes_id], probs[:, self.no_id]
+        return YesNo(yes / (yes + no).clamp(min=1e-12), yes, no)
+
+    # ------------------------------------------------------------ images
+
+    @torch.no_grad()
+    def generate_image_ids(self, texts: list[str], *, guidance_scale: float | None = None,
+                           temperature: float | None = None, seed: int = 0) -> torch.Tensor:
+        """N x image_tokens sampled code ids, conditional and unconditional rows in one batch."""
+        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        temperature = self.config.image_temperature if temperature is None else temperature
+        generator = torch.Generator().manual_seed(seed)
+        n = len(texts)
+        rows = [self.user_turn(t) + [self.boi_id] for t in texts]
+        use_cfg = scale != 1.0
+        if use_cfg:
+            rows += [self.user_turn("") + [self.boi_id]] * n
+        ids, mask = self._left_pad(rows)
+        logits, cache = self.forward_logits(ids, mask, keep=1)
+        lo, hi = self.code_offset, self.code_offset + self.config.codebook_size
+        out = []
+        for k in range(self.config.image_tokens):
+            step = logits[:, -1, lo:hi].float()
+            if use_cfg:
+                step = step[n:] + scale * (step[:n] - step[n:])
+            probs = F.softmax(step / max(temperature, 1e-6), dim=-1)
+            code = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1) + lo
+            out.append(code)
+            if k + 1 == self.config.image_tokens:
+                break
+            token = torch.cat([code, code]) if use_cfg else code
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            logits, cache = self.forward_logits(token[:, None].to(self.device), mask, cache=cache, keep=1)
+        return torch.stack(out, 1)
+
+    def generate_images(self, texts, *, guidance_scale=None, temperature=None, seed=0) -> ImageList:
+        return self.decode_images(self.generate_image_ids(texts, guidance_scale=guidance_scale,
+                                                          temperature=temperature, seed=seed))

@@ -1,0 +1,1 @@
+"""Training: pretraining of the mini model, the GRPO engine and the SEER stages."""

@@ -1,0 +1,246 @@
+"""`seer pretrain`: train the mini unified model from scratch, reproducibly from a seed.
+
+Two phases, each resumable from its last checkpoint:
+1. the image tokenizer (a `diffusers` VQModel over palette maps) on rendered world scenes,
+   per-pixel cross-entropy, with dead codes restarted from encoder outputs;
+2. the unified transformer (a `transformers` Llama) on the pretraining mix
+   (`seer.data.mix`): every example weighs the same, whatever its length, so a one-word
+   answer counts as much as a 256-code image.
+Outputs, under `out/`: `vq/` and `checkpoint/` (resumable state), `model/` (the final
+model in Hugging Face layout), `config.json` (the resolved config), `log.jsonl` and
+TensorBoard events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import VQModel
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from seer.data.mix import DEFAULT_WEIGHTS, Example, Mix, vocabulary_corpus
+from seer.io import atomic_write_json
+from seer.models.mini.model import MiniConfig, MiniUMM
+from seer.models.mini.vq import PaletteVQ, to_palette, vq_config
+from seer.train.checkpoint import check_finite, load_state, restore, save_checkpoint
+from seer.world.render import render_array
+from seer.world.scene import sample_scene
+
+RESTART_EVERY = 100  # steps between dead-code restarts of the tokenizer
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    out: str = "runs/pretrain"
+    seed: int = 0
+    model: MiniConfig = dataclasses.field(default_factory=MiniConfig)
+    # Phase 1: image tokenizer.
+    vq_steps: int = 2500
+    vq_batch_size: int = 32
+    vq_lr: float = 2e-3
+    vq_scenes: int = 20000
+    # Phase 2: unified transformer.
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    mix: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    checkpoint_every: int = 200
+    log_every: int = 20
+    bf16: bool = True
+
+
+def _autocast(enabled: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def render_palettes(scenes, size: int) -> torch.Tensor:
+    return to_palette(np.stack([render_array(s, size) for s in scenes]))
+
+
+# ---------------------------------------------------------------- phase 1: tokenizer
+
+def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
+    mc = cfg.model
+    ckpt = out / "vq"
+    torch.manual_seed(cfg.seed)  # the tokenizer's initial weights and its batches
+    vq = PaletteVQ(VQModel(**vq_config(mc.image_size, mc.vq_unshuffle, mc.codebook_size, mc.vq_channels)),
+                   mc.vq_unshuffle)
+    optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr)
+    start = 0
+    usage = torch.zeros(mc.codebook_size)  # code use since the last dead-code restart
+    if resume and (ckpt / "state.pt").exists():
+        vq.vq = VQModel.from_pretrained(ckpt)
+        optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr)
+        state = load_state(ckpt)
+        start = restore(state, optimizer)
+        usage = state["extra"].get("usage", usage)
+    if start >= cfg.vq_steps:
+        return vq
+    rng = random.Random(f"{cfg.seed}/vq")
+    data = render_palettes([sample_scene(rng) for _ in range(cfg.vq_scenes)], mc.image_size)
+    dead = 0
+    vq.train()
+    bar = tqdm(range(start, cfg.vq_steps), desc="pretrain: image tokenizer", initial=start,
+               total=cfg.vq_steps)
+    for step in bar:
+        x = data[torch.randint(len(data), (cfg.vq_batch_size,))]
+        with _autocast(cfg.bf16):
+            logits, commit, codes = vq(x)
+        loss = F.cross_entropy(logits.float(), x) + commit.float()
+        check_finite("tokenizer loss", loss, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        usage += torch.bincount(codes.reshape(-1), minlength=mc.codebook_size)
+        if (step + 1) % RESTART_EVERY == 0:
+            dead = restart_dead_codes(vq, x, usage)
+            usage.zero_()
+        if (step + 1) % cfg.log_every == 0:
+            log({"phase": "vq", "step": step + 1, "loss": loss.item(), "dead_codes": dead})
+            bar.set_postfix(loss=f"{loss.item():.4f}", dead=dead)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.vq_steps:
+            save_checkpoint(ckpt, vq.vq.save_pretrained, step=step + 1, optimizer=optimizer,
+                            extra={"usage": usage})
+    vq.eval()
+    return vq
+
+
+@torch.no_grad()
+def restart_dead_codes(vq: PaletteVQ, batch: torch.Tensor, usage: torch.Tensor) -> int:
+    """Codes no token chose since the last restart move onto random encoder outputs."""
+    dead = (usage == 0).nonzero().squeeze(1)
+    if len(dead):
+        h = vq.vq.encode(vq._in(batch)).latents.permute(0, 2, 3, 1).reshape(-1, vq.vq.config.vq_embed_dim)
+        vq.vq.quantize.embedding.weight.data[dead] = h[torch.randint(len(h), (len(dead),))]
+    return len(dead)
+
+
+# ---------------------------------------------------------------- phase 2: transformer
+
+def example_ids(model: MiniUMM, ex: Example, codes: dict[int, torch.Tensor]) -> tuple[list[int], list[int]]:
+    """Token ids of one example and its labels (-100 where nothing is learnt: the user turn)."""
+    images = [codes[id(s)] for s in ex.images]
+    head = model.user_turn(ex.prompt, images)
+    if ex.image is not None:
+        tail = [model.boi_id, *codes[id(ex.image)].tolist(), model.eoi_id]
+    else:
+        tail = model.text_ids(ex.answer) + [model.eos_id]
+    return head + tail, [-100] * len(head) + tail
+
+
+def batch_tensors(model: MiniUMM, examples: list[Example]):
+    scenes = {id(s): s for ex in examples for s in (*ex.images, *([ex.image] if ex.image else []))}
+    keys = list(scenes)
+    encoded = model.vq.encode(render_palettes([scenes[k] for k in keys], model.config.image_size))
+    codes = dict(zip(keys, encoded + model.code_offset, strict=True))
+    rows = [example_ids(model, ex, codes) for ex in examples]
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), model.pad_id)
+    labels = torch.full((len(rows), width), -100)
+    for i, (r, lab) in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        labels[i, :len(lab)] = torch.tensor(lab)
+    return ids, (ids != model.pad_id).long(), labels
+
+
+def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over each example's labelled tokens (B,)."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    tokens = F.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+    mask = (labels != -100).float()
+    return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -> MiniUMM:
+    ckpt = out / "checkpoint"
+    mix = Mix(cfg.seed, cfg.mix)
+    torch.manual_seed(cfg.seed)
+    model = MiniUMM.create(vocabulary_corpus(mix.instructions), cfg.model, seed=cfg.seed, vq=vq)
+    optimizer = torch.optim.AdamW(model.lm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  betas=(0.9, 0.95))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    start = 0
+    if resume and (ckpt / "state.pt").exists():
+        model = MiniUMM.from_pretrained(ckpt)
+        model.vq = vq  # phase 1's tokenizer is the one of record
+        optimizer = torch.optim.AdamW(model.lm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                      betas=(0.9, 0.95))
+        scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+        start = restore(load_state(ckpt), optimizer, scheduler)
+    model.train()
+    n_params = sum(p.numel() for n, p in model.lm.named_parameters() if "embed" not in n)
+    bar = tqdm(range(start, cfg.steps), desc="pretrain: unified transformer", initial=start, total=cfg.steps)
+    tokens_seen, t0 = 0, time.perf_counter()
+    for step in bar:
+        first = step * cfg.batch_size
+        examples = [mix.example(i) for i in range(first, first + cfg.batch_size)]
+        ids, mask, labels = batch_tensors(model, examples)
+        with _autocast(cfg.bf16):
+            logits = model.lm(input_ids=ids, attention_mask=mask).logits
+        losses = per_example_loss(logits, labels)
+        loss = losses.mean()
+        check_finite("loss", loss, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.lm.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        tokens_seen += int(mask.sum())
+        if (step + 1) % cfg.log_every == 0:
+            elapsed = time.perf_counter() - t0
+            record: dict[str, Any] = {"phase": "lm", "step": step + 1, "loss": loss.item(),
+                                      "lr": scheduler.get_last_lr()[0], "tokens_per_s": tokens_seen / elapsed,
+                                      "model_tflops": 6 * n_params * tokens_seen / elapsed / 1e12}
+            for kind in mix.weights:
+                chosen = [k for k, ex in enumerate(examples) if ex.kind == kind]
+                if chosen:
+                    record[f"loss/{kind}"] = losses[chosen].mean().item()
+            log(record)
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_checkpoint(ckpt, model.save_pretrained, step=step + 1, optimizer=optimizer,
+                            scheduler=scheduler)
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------- entry point
+
+def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
+    """Run both phases; returns the folder of the final model."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tensorboard"))
+    log_file = (out / "log.jsonl").open("a")
+
+    def log(record: dict[str, Any]) -> None:
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        step = record["step"]
+        for key, value in record.items():
+            if isinstance(value, float) and math.isfinite(value):
+                writer.add_scalar(f"{record['phase']}/{key}", value, step)
+
+    try:
+        vq = train_vq(cfg, out, resume, log)
+        model = train_lm(cfg, vq, out, resume, log)
+        model.save_pretrained(out / "model")
+    finally:
+        log_file.close()
+        writer.close()
+    return out / "model"

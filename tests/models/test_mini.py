@@ -1,0 +1,167 @@
+"""Contract tests of the model interface on a tiny random mini model (no trained weights)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seer.data.mix import vocabulary_corpus
+from seer.models import load_model
+from seer.models.interface import ModelError
+from seer.models.mini.model import MiniConfig, MiniUMM
+from seer.world.descriptors import parse
+from seer.world.render import render
+
+# 8x8 pixel patches: 64 tokens an image keep the tests fast.
+TINY = MiniConfig(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
+                  vq_unshuffle=8)
+TEXT = "a large red circle on the left, on a blue background"
+QUESTION = "does it look nocturnal ?"
+
+
+@pytest.fixture(scope="module")
+def model() -> MiniUMM:
+    return MiniUMM.create(vocabulary_corpus(), TINY, seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return render(parse(TEXT))
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_generate_text_shapes_and_seed(model, image):
+    prompts = [QUESTION, "describe the picture ."]
+    images = [[image], [image, image]]
+    a = model.generate_text(prompts, images, max_new_tokens=6, generator=_seeded(1))
+    b = model.generate_text(prompts, images, max_new_tokens=6, generator=_seeded(1))
+    assert len(a.texts) == len(a.token_ids) == len(a.logprobs) == len(a.truncated) == 2
+    for ids, lps, cut in zip(a.token_ids, a.logprobs, a.truncated, strict=True):
+        assert ids.shape == lps.shape and 1 <= len(ids) <= 6
+        assert cut == (int(ids[-1]) != model.eos_id)
+        assert (lps <= 0).all()
+    assert all(torch.equal(x, y) for x, y in zip(a.token_ids, b.token_ids, strict=True))
+
+
+def test_sampled_logprobs_equal_a_manual_forward_pass(model, image):
+    samples = model.generate_text([QUESTION], [[image]], max_new_tokens=5, generator=_seeded(2))
+    completion = samples.token_ids[0]
+    ids = torch.tensor([model.user_turn(QUESTION, list(model.encode_images([image]))) + completion.tolist()])
+    with torch.no_grad():
+        logits = model.lm(input_ids=ids).logits[0].float()
+    start = ids.shape[1] - len(completion)
+    manual = F.log_softmax(logits[start - 1:-1], -1).gather(1, completion[:, None]).squeeze(1)
+    assert torch.allclose(samples.logprobs[0], manual, atol=1e-4)
+
+
+def test_completion_logprobs_have_gradient_and_match_each_row_alone(model, image):
+    prompts = [QUESTION, "what color is the background ?"]
+    completions = [torch.tensor([model.yes_id, model.eos_id]), torch.tensor([model.eos_id])]
+    logp, mask = model.completion_logprobs(prompts, completions, [[image], [image]])
+    assert logp.shape == mask.shape == (2, 2)
+    assert mask.tolist() == [[True, True], [False, True]]
+    assert logp.requires_grad
+    logp.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trainable_parameters())
+    model.lm.zero_grad(set_to_none=True)
+    # Left padding must not change a row's log-probs.
+    alone, _ = model.completion_logprobs(prompts[1:], completions[1:], [[image]])
+    assert torch.allclose(alone[0, -1], logp[1, -1], atol=1e-4)
+
+
+def test_p_yes_reads_the_next_token_after_the_prompt(model, image):
+    other = render(parse("a small green cross at the top, on a white background"))
+    result = model.p_yes([QUESTION, QUESTION], [[image, other], [other, image]], prefix="<answer>")
+    ids = torch.tensor([model.user_turn(QUESTION, list(model.encode_images([image, other])), "<answer>")])
+    with torch.no_grad():
+        probs = F.softmax(model.lm(input_ids=ids).logits[0, -1].float(), -1)
+    assert torch.allclose(result.raw_yes[0], probs[model.yes_id], atol=1e-5)
+    assert torch.allclose(result.raw_no[0], probs[model.no_id], atol=1e-5)
+    assert torch.allclose(result.p_yes[0], probs[model.yes_id] / (probs[model.yes_id] + probs[model.no_id]))
+    assert ((result.p_yes > 0) & (result.p_yes < 1)).all()
+    # The two image orders are different inputs.
+    assert not torch.allclose(result.raw_yes[0], result.raw_yes[1])
+
+
+def test_generate_images_is_seeded_and_batched(model):
+    texts = [TEXT, "a small green cross at the top, on a white background", ""]
+    a = model.generate_images(texts, seed=3)
+    b = model.generate_images(texts, seed=3)
+    c = model.generate_images(texts, seed=4)
+    assert [im.size for im in a] == [(64, 64)] * 3
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, c, strict=True))
+    ids = model.generate_image_ids(texts, seed=3, guidance_scale=1.0)
+    assert ids.shape == (3, TINY.image_tokens)
+    assert ((ids >= model.code_offset) & (ids < model.code_offset + TINY.codebook_size)).all()
+
+
+def test_images_round_trip_through_codes(model, image):
+    codes = model.encode_images([image, image])
+    assert codes.shape == (2, TINY.image_tokens)
+    decoded = model.decode_images(codes)
+    assert decoded[0].size == (64, 64)
+    assert np.array_equal(np.asarray(decoded[0]), np.asarray(decoded[1]))
+
+
+def test_save_and_load_round_trip(model, tmp_path, image):
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_model(path=tmp_path / "m")
+    assert isinstance(loaded, MiniUMM)
+    for name, param in model.lm.state_dict().items():
+        assert torch.equal(param, loaded.lm.state_dict()[name]), name
+    assert torch.equal(model.encode_images([image]), loaded.encode_images([image]))
+    a = model.p_yes([QUESTION], [[image]]).p_yes
+    assert torch.equal(a, loaded.p_yes([QUESTION], [[image]]).p_yes)
+
+
+def test_half_precision_save_is_smaller_and_loads_as_float32(model, tmp_path):
+    model.save_pretrained(tmp_path / "full")
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    size = lambda d: sum(f.stat().st_size for f in d.rglob("*.safetensors"))  # noqa: E731
+    assert size(tmp_path / "half") < 0.6 * size(tmp_path / "full")
+    loaded = MiniUMM.from_pretrained(tmp_path / "half")
+    assert next(loaded.lm.parameters()).dtype == torch.float32
+    assert next(model.lm.parameters()).dtype == torch.float32  # saving did not change the live model
+
+
+def test_lora_trains_only_adapters(tmp_path, image):
+    model = MiniUMM.create(vocabulary_corpus(), TINY, seed=0)
+    total = sum(p.numel() for p in model.trainable_parameters())
+    model.enable_lora(r=4)
+    trainable = model.trainable_parameters()
+    assert 0 < sum(p.numel() for p in trainable) < total / 5
+    before = model.p_yes([QUESTION], [[image]]).raw_yes
+    optimizer = torch.optim.SGD(trainable, lr=1.0)
+    for _ in range(3):
+        logp, _ = model.completion_logprobs([QUESTION], [torch.tensor([model.yes_id])], [[image]])
+        (-logp.sum()).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert model.p_yes([QUESTION], [[image]]).raw_yes > before
+    model.save_pretrained(tmp_path / "merged")  # LoRA merged into plain weights
+    assert not any("lora" in k for k in MiniUMM.from_pretrained(tmp_path / "merged").lm.state_dict())
+
+
+@pytest.mark.parametrize("missing", ["mini.json", "lm/config.json", "tokenizer/tokenizer.json"])
+def test_incomplete_folder_is_a_one_line_error(model, tmp_path, missing):
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / missing).unlink()
+    with pytest.raises(ModelError, match=f"missing {missing}") as err:
+        MiniUMM.from_pretrained(tmp_path / "m")
+    assert "\n" not in str(err.value)
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="unknown backend 'dalle'"):
+        load_model("dalle")
+    with pytest.raises(ModelError, match="no such model folder"):
+        load_model(path=tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="cannot tell the backend"):
+        load_model(path=tmp_path / "empty")
