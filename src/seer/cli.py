@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         # `seer ... | head` closed the pipe: not an error; silence the flush at exit.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         # Our errors (descriptor, scene, instruction, usage) are ValueErrors with one line.
         print(f"seer: error: {err}", file=sys.stderr)
         return 2

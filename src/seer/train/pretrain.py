@@ -127,6 +127,20 @@ def restart_dead_codes(vq: PaletteVQ, batch: torch.Tensor, usage: torch.Tensor) 
     return len(dead)
 
 
+@torch.no_grad()
+def tokenizer_figures(vq: PaletteVQ, size: int, n: int = 300, seed: int = 0) -> dict[str, float]:
+    """Reconstructions of held-out scenes: pixels right, and scenes the analyzer reads exactly."""
+    from seer.models.mini.vq import to_rgb
+    from seer.world.analyzer import analyze_scene
+
+    rng = random.Random(f"heldout-eval/{seed}/tokenizer")
+    scenes = [sample_scene(rng) for _ in range(n)]
+    x = render_palettes(scenes, size)
+    rec = vq.decode(vq.encode(x))
+    exact = sum(analyze_scene(to_rgb(r)) == s for r, s in zip(rec, scenes, strict=True))
+    return {"pixel_accuracy": float((rec == x).float().mean()), "exact_scene": exact / n}
+
+
 # ---------------------------------------------------------------- phase 2: transformer
 
 def example_ids(model: MiniUMM, ex: Example, codes: dict[int, torch.Tensor]) -> tuple[list[int], list[int]]:
@@ -238,6 +252,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
 
     try:
         vq = train_vq(cfg, out, resume, log)
+        figures = tokenizer_figures(vq, cfg.model.image_size)
+        log({"phase": "vq_eval", "step": cfg.vq_steps, **figures})
+        tqdm.write(f"image tokenizer on held-out scenes: {figures}")
         model = train_lm(cfg, vq, out, resume, log)
         model.save_pretrained(out / "model")
     finally:
