@@ -83,6 +83,8 @@ def _pretrain(args: argparse.Namespace) -> None:
     from seer.io import atomic_write_json
     from seer.train.pretrain import PretrainConfig, pretrain
 
+    if args.eval < 0:
+        raise UsageError(f"--eval must be 0 (off) or a number of items, got {args.eval}")
     cfg = resolve(PretrainConfig, args.config, args.set, out=args.out, seed=args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         # `seer ... | head` closed the pipe: not an error; silence the flush at exit.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, OSError, FloatingPointError) as err:
         # Our errors (descriptor, scene, instruction, usage) are ValueErrors with one line.
         print(f"seer: error: {err}", file=sys.stderr)
         return 2

@@ -165,3 +165,36 @@ def test_load_model_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="cannot tell the backend"):
         load_model(path=tmp_path / "empty")
+
+
+def test_an_image_does_not_depend_on_the_rest_of_its_batch(model):
+    other = "a small green cross at the top, on a white background"
+    together = model.generate_image_ids([TEXT, other], seed=7)
+    alone = model.generate_image_ids([TEXT], seed=7)
+    assert torch.equal(together[0], alone[0])
+
+
+def test_sampling_temperature_is_applied_when_scoring(model, image):
+    samples = model.generate_text([QUESTION], [[image]], max_new_tokens=4, temperature=0.7,
+                                  generator=_seeded(5))
+    logp, _ = model.completion_logprobs([QUESTION], samples.token_ids, [[image]], temperature=0.7)
+    assert torch.allclose(logp[0, -len(samples.token_ids[0]):], samples.logprobs[0], atol=1e-4)
+
+
+def test_saving_in_half_precision_leaves_the_live_weights_exact(model, tmp_path):
+    before = {k: v.clone() for k, v in model.lm.state_dict().items()}
+    model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    assert all(torch.equal(before[k], v) for k, v in model.lm.state_dict().items())
+
+
+def test_corrupt_weights_are_a_one_line_error(model, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "lm" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="cannot load the mini model") as err:
+        MiniUMM.from_pretrained(tmp_path / "m")
+    assert "\n" not in str(err.value)
+
+
+def test_zero_new_tokens_is_refused(model):
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        model.generate_text([QUESTION], max_new_tokens=0)

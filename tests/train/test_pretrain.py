@@ -78,3 +78,34 @@ def test_tokenizer_phase_resumes_exactly(tmp_path):
     a = MiniUMM.from_pretrained(tmp_path / "straight" / "model").vq.state_dict()
     b = MiniUMM.from_pretrained(tmp_path / "cut" / "model").vq.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_change_of_what_is_learnt(tmp_path):
+    from seer.config import ConfigError
+
+    pretrain(_config(tmp_path / "r", vq_steps=2, steps=0))
+    with pytest.raises(ConfigError, match="different 'batch_size'"):
+        pretrain(_config(tmp_path / "r", vq_steps=2, steps=0, batch_size=4), resume=True)
+    pretrain(_config(tmp_path / "r", vq_steps=4, steps=0), resume=True)  # longer is fine
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"batch_size": 0}, "batch_size must be positive"),
+    ({"model": MiniConfig(image_size=50)}, "model.image_size 50"),
+    ({"model": MiniConfig(hidden_size=30, num_heads=4)}, "multiple of model.num_heads"),
+])
+def test_bad_settings_are_refused_before_anything_runs(tmp_path, change, named):
+    from seer.config import ConfigError
+
+    with pytest.raises(ConfigError, match=named):
+        pretrain(_config(tmp_path / "bad", **change))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_swap_cut_between_its_renames_is_undone(tmp_path):
+    from seer.train.checkpoint import load_state, save_checkpoint
+
+    ckpt = tmp_path / "checkpoint"
+    save_checkpoint(ckpt, lambda d: None, step=3)
+    ckpt.rename(tmp_path / ".checkpoint.old")  # as if killed after the first rename
+    assert load_state(ckpt)["step"] == 3

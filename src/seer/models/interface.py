@@ -67,9 +67,11 @@ class UnifiedModel(abc.ABC):
 
     @abc.abstractmethod
     def completion_logprobs(self, prompts: list[str], completions: list[torch.Tensor],
-                            images: list[ImageList] | None = None,
-                            prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs of given completion ids, with gradient: (B x T log-probs, B x T mask)."""
+                            images: list[ImageList] | None = None, prefix: str = "",
+                            temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs of given completion ids, with gradient: (B x T log-probs, B x T mask),
+        completions right-aligned. Same `temperature` as `generate_text` gives the same
+        log-probs as sampling returned (top-k is for greedy evaluation, not for RL)."""
 
     @abc.abstractmethod
     def p_yes(self, questions: list[str], images: list[ImageList], prefix: str = "") -> YesNo:
@@ -81,7 +83,8 @@ class UnifiedModel(abc.ABC):
     @abc.abstractmethod
     def generate_images(self, texts: list[str], *, guidance_scale: float | None = None,
                         temperature: float = 1.0, seed: int = 0) -> ImageList:
-        """One image per text; the same seed and texts give the same images."""
+        """One image per text. Row i draws its noise from `seed + i`, so an image depends on
+        its text, its seed and its row, not on what else is in the batch."""
 
     # ------------------------------------------------------------ weights
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seer.io import atomic_dir
+from seer.io import atomic_dir, recover_dir
 
 STATE_FILE = "state.pt"
 
@@ -46,6 +46,7 @@ def save_checkpoint(directory: str | Path, save_model: Callable[[Path], None], *
 
 
 def load_state(directory: str | Path) -> dict[str, Any]:
+    recover_dir(directory)
     path = Path(directory) / STATE_FILE
     if not path.exists():
         raise FileNotFoundError(f"{directory}: no checkpoint to resume from (missing {STATE_FILE})")

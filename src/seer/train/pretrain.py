@@ -28,6 +28,7 @@ from diffusers import VQModel
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from seer.config import ConfigError
 from seer.data.mix import DEFAULT_WEIGHTS, Example, Mix, vocabulary_corpus
 from seer.io import atomic_write_json
 from seer.models.mini.model import MiniConfig, MiniUMM
@@ -86,6 +87,11 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
         state = load_state(ckpt)
         start = restore(state, optimizer)
         usage = state["extra"].get("usage", usage)
+    # Cosine decay to zero: the last, small steps settle the thin strokes. The schedule is
+    # a function of the step, so a resumed run rebuilds it from `start`.
+    for group in optimizer.param_groups:
+        group["initial_lr"] = cfg.vq_lr
+    scheduler = get_cosine_schedule_with_warmup(optimizer, 0, cfg.vq_steps, last_epoch=start - 1)
     if start >= cfg.vq_steps:
         return vq
     rng = random.Random(f"{cfg.seed}/vq")
@@ -102,7 +108,9 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
         check_finite("tokenizer loss", loss, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        check_finite("tokenizer gradient norm", torch.nn.utils.clip_grad_norm_(vq.parameters(), 1e9), step)
         optimizer.step()
+        scheduler.step()
         usage += torch.bincount(codes.reshape(-1), minlength=mc.codebook_size)
         if (step + 1) % RESTART_EVERY == 0:
             dead = restart_dead_codes(vq, x, usage)
@@ -208,7 +216,8 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -
         check_finite("loss", loss, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.lm.parameters(), 1.0)
+        # bf16 can overflow a gradient while the loss stays finite: check before stepping.
+        check_finite("gradient norm", torch.nn.utils.clip_grad_norm_(model.lm.parameters(), 1.0), step)
         optimizer.step()
         scheduler.step()
         tokens_seen += int(mask.sum())
@@ -232,9 +241,44 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -
 
 # ---------------------------------------------------------------- entry point
 
+# Keys a resumed run may change: how long it runs and how it reports, not what it learns.
+RESUMABLE_CHANGES = {"out", "steps", "vq_steps", "checkpoint_every", "log_every"}
+
+
+def validate(cfg: PretrainConfig) -> None:
+    mc = cfg.model
+    for key in ("vq_steps", "vq_batch_size", "vq_scenes", "steps", "batch_size", "checkpoint_every",
+                "log_every"):
+        if getattr(cfg, key) < (0 if key in ("vq_steps", "steps") else 1):
+            raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+    grid = mc.vq_unshuffle * 2 ** (len(mc.vq_channels) - 1)
+    if mc.image_size % grid:
+        raise ConfigError(f"model.image_size {mc.image_size} must be a multiple of {grid} "
+                          "(vq_unshuffle x 2^(len(vq_channels) - 1))")
+    if mc.hidden_size % mc.num_heads:
+        raise ConfigError(f"model.hidden_size {mc.hidden_size} must be a multiple of model.num_heads")
+    if any(c % 32 for c in mc.vq_channels):
+        raise ConfigError(f"model.vq_channels {mc.vq_channels} must be multiples of 32 (group norm)")
+
+
+def check_resumable(cfg: PretrainConfig, out: Path) -> None:
+    """A resumed run must learn what the first run learnt: same seed, model, data, optimizer."""
+    saved_file = out / "config.json"
+    if not saved_file.exists():
+        return
+    saved, now = json.loads(saved_file.read_text()), json.loads(json.dumps(dataclasses.asdict(cfg)))
+    for key in sorted(set(saved) | set(now)):
+        if key not in RESUMABLE_CHANGES and saved.get(key) != now.get(key):
+            raise ConfigError(f"{saved_file}: --resume with a different '{key}' "
+                              f"({saved.get(key)!r} before, {now.get(key)!r} now)")
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
     """Run both phases; returns the folder of the final model."""
+    validate(cfg)
     out = Path(cfg.out)
+    if resume:
+        check_resumable(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", dataclasses.asdict(cfg))
     from torch.utils.tensorboard import SummaryWriter

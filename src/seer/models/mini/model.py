@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import VQModel
 from PIL import Image
+from safetensors import SafetensorError
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from seer.io import atomic_dir, atomic_write_json
@@ -102,13 +103,13 @@ class MiniUMM(UnifiedModel):
         `dtype=torch.float16` halves the size on disk (the package's committed weights)."""
         lm = self._merged_lm()
         with atomic_dir(directory) as tmp:
-            (lm.to(dtype) if dtype else lm).save_pretrained(tmp / "lm")
+            # Cast copies, so the live model keeps its precision whatever happens here.
+            weights = {k: v.to(dtype) for k, v in lm.state_dict().items()} if dtype else None
+            lm.save_pretrained(tmp / "lm", state_dict=weights)
             vq = copy.deepcopy(self.vq.vq)
             (vq.to(dtype) if dtype else vq).save_pretrained(tmp / "vq")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
             atomic_write_json(tmp / CONFIG_FILE, dataclasses.asdict(self.config))
-        if dtype:
-            lm.float()
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, **options) -> MiniUMM:
@@ -116,12 +117,16 @@ class MiniUMM(UnifiedModel):
         for part in (CONFIG_FILE, "lm/config.json", "vq/config.json", "tokenizer/tokenizer.json"):
             if not (directory / part).exists():
                 raise ModelError(f"{directory}: not a mini model directory (missing {part})")
-        raw = json.loads((directory / CONFIG_FILE).read_text())
-        raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
-        config = MiniConfig(**{**raw, **options})
-        lm = LlamaForCausalLM.from_pretrained(directory / "lm", dtype=torch.float32)
-        vq = VQModel.from_pretrained(directory / "vq", torch_dtype=torch.float32)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
+        try:
+            raw = json.loads((directory / CONFIG_FILE).read_text())
+            raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
+            config = MiniConfig(**{**raw, **options})
+            lm = LlamaForCausalLM.from_pretrained(directory / "lm", dtype=torch.float32)
+            vq = VQModel.from_pretrained(directory / "vq", torch_dtype=torch.float32)
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
+        except (OSError, TypeError, ValueError, SafetensorError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"{directory}: cannot load the mini model: {first}") from None
         tokenizer.padding_side = "left"
         return cls(lm, PaletteVQ(vq, config.vq_unshuffle), tokenizer, config)
 
@@ -198,14 +203,13 @@ class MiniUMM(UnifiedModel):
             mask[i, width - len(r):] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def forward_logits(self, ids: torch.Tensor, mask: torch.Tensor, cache=None, keep: int = 0):
-        """Logits (and the updated KV cache) for left-padded rows; positions skip the padding."""
-        if cache is None:
-            positions = (mask.cumsum(1) - 1).clamp(min=0)
-        else:
-            positions = (mask.sum(1, keepdim=True) - 1).expand(-1, ids.shape[1])
+    def forward_logits(self, ids: torch.Tensor, mask: torch.Tensor, cache=None, keep: int = 0,
+                       use_cache: bool = False):
+        """Logits (and the KV cache when `use_cache`) for left-padded rows; `mask` covers the
+        cached positions too; positions count real tokens only, so padding never shifts them."""
+        positions = (mask.cumsum(1) - 1).clamp(min=0)[:, -ids.shape[1]:]
         out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                      use_cache=cache is not None or keep > 0, logits_to_keep=keep)
+                      use_cache=use_cache or cache is not None, logits_to_keep=keep)
         return out.logits, out.cache
 
     # ------------------------------------------------------------ text
@@ -213,8 +217,10 @@ class MiniUMM(UnifiedModel):
     @torch.no_grad()
     def generate_text(self, prompts, images=None, *, max_new_tokens=64, temperature=1.0, top_k=None,
                       generator=None, prefix="") -> TextSamples:
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         ids, mask = self._left_pad(self._prompts(prompts, images, prefix))
-        logits, cache = self.forward_logits(ids, mask, cache=None, keep=1)
+        logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
         n = len(prompts)
         done = torch.zeros(n, dtype=torch.bool)
         sampled, logps = [], []
@@ -224,7 +230,7 @@ class MiniUMM(UnifiedModel):
                 kth = step.topk(top_k, dim=-1).values[:, -1:]
                 step = step.masked_fill(step < kth, float("-inf"))
             logp = F.log_softmax(step, dim=-1)
-            token = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+            token = torch.multinomial(logp.exp().cpu(), 1, generator=generator).squeeze(1).to(logp.device)
             token = torch.where(done.to(token.device), torch.full_like(token, self.pad_id), token)
             sampled.append(token.cpu())
             logps.append(logp.gather(1, token[:, None]).squeeze(1).cpu())
@@ -256,6 +262,9 @@ class MiniUMM(UnifiedModel):
         rows = [h + c.tolist() for h, c in zip(heads, completions, strict=True)]
         ids, mask = self._left_pad(rows)
         width = max(len(c) for c in completions)
+        if width == 0:
+            empty = torch.zeros((len(rows), 0), device=ids.device)
+            return empty, empty.bool()
         logits, _ = self.forward_logits(ids, mask, keep=width + 1)
         logits = logits[:, :-1].float() / temperature  # position t predicts token t + 1
         targets = ids[:, -width:]
@@ -283,22 +292,23 @@ class MiniUMM(UnifiedModel):
         """N x image_tokens sampled code ids, conditional and unconditional rows in one batch."""
         scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
         temperature = self.config.image_temperature if temperature is None else temperature
-        generator = torch.Generator().manual_seed(seed)
+        generators = [torch.Generator().manual_seed(seed + i) for i in range(len(texts))]
         n = len(texts)
         rows = [self.user_turn(t) + [self.boi_id] for t in texts]
         use_cfg = scale != 1.0
         if use_cfg:
             rows += [self.user_turn("") + [self.boi_id]] * n
         ids, mask = self._left_pad(rows)
-        logits, cache = self.forward_logits(ids, mask, keep=1)
+        logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
         lo, hi = self.code_offset, self.code_offset + self.config.codebook_size
         out = []
         for k in range(self.config.image_tokens):
             step = logits[:, -1, lo:hi].float()
             if use_cfg:
                 step = step[n:] + scale * (step[:n] - step[n:])
-            probs = F.softmax(step / max(temperature, 1e-6), dim=-1)
-            code = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1) + lo
+            probs = F.softmax(step / max(temperature, 1e-6), dim=-1).cpu()
+            code = torch.cat([torch.multinomial(probs[i], 1, generator=g)
+                              for i, g in enumerate(generators)]) + lo
             out.append(code)
             if k + 1 == self.config.image_tokens:
                 break

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from tokenizers import AddedToken, Tokenizer, decoders, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast
 
@@ -45,9 +45,8 @@ def build_tokenizer(corpus: Iterable[str], codebook_size: int) -> PreTrainedToke
     model = WordLevel(vocab, unk_token=UNK)
     tok = Tokenizer(model)
     tok.normalizer = None
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated"),
-    ])
+    # The same split as `words`, so the vocabulary and the runtime agree on every string.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(_WORDS.pattern), behavior="isolated")
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins with spaces, tidies " ,"
     tok.add_special_tokens(list(SPECIAL))
     tok.add_tokens([AddedToken(image_token(k), normalized=False) for k in range(codebook_size)])
