@@ -48,17 +48,38 @@ def test_outputs(run):
     assert any((out / "tensorboard").iterdir())
 
 
-def test_resume_continues_exactly(tmp_path):
-    straight = tmp_path / "straight"
-    pretrain(_config(straight, vq_steps=20, steps=8, checkpoint_every=4, log_every=1))
-    cut = tmp_path / "cut"
-    pretrain(_config(cut, vq_steps=20, steps=4, checkpoint_every=4, log_every=1))
-    pretrain(_config(cut, vq_steps=20, steps=8, checkpoint_every=4, log_every=1), resume=True)
-    a = MiniUMM.from_pretrained(straight / "model").lm.state_dict()
-    b = MiniUMM.from_pretrained(cut / "model").lm.state_dict()
+class Killed(Exception):
+    """Stands for the process being killed."""
+
+
+def _killed_after(monkeypatch, n_saves: int) -> None:
+    """Make the run die right after its n-th checkpoint, as a kill would."""
+    import seer.train.pretrain as module
+
+    real, saves = module.save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        saves.append(kwargs["step"])
+        if len(saves) == n_saves:
+            raise Killed
+
+    monkeypatch.setattr(module, "save_checkpoint", save_then_die)
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    config = dict(vq_steps=20, steps=8, checkpoint_every=4, log_every=1)
+    pretrain(_config(tmp_path / "straight", **config))
+    with monkeypatch.context() as patch:
+        _killed_after(patch, 2)  # the tokenizer's last checkpoint, then the transformer's first (step 4)
+        with pytest.raises(Killed):
+            pretrain(_config(tmp_path / "cut", **config))
+    pretrain(_config(tmp_path / "cut", **config), resume=True)
+    a = MiniUMM.from_pretrained(tmp_path / "straight" / "model").lm.state_dict()
+    b = MiniUMM.from_pretrained(tmp_path / "cut" / "model").lm.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     losses = lambda out: [r["loss"] for r in _log(out) if r["phase"] == "lm"]  # noqa: E731
-    assert losses(straight)[4:] == losses(cut)[4:]
+    assert losses(tmp_path / "straight")[4:] == losses(tmp_path / "cut")[-4:]
 
 
 def test_same_seed_same_model(tmp_path):
@@ -69,12 +90,15 @@ def test_same_seed_same_model(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_tokenizer_phase_resumes_exactly(tmp_path):
-    # A cut between two dead-code restarts must not change what the restart sees.
-    common = dict(checkpoint_every=30, log_every=10)
-    pretrain(_config(tmp_path / "straight", vq_steps=150, steps=1, **common))
-    pretrain(_config(tmp_path / "cut", vq_steps=30, steps=0, **common))  # stopped after step 30
-    pretrain(_config(tmp_path / "cut", vq_steps=150, steps=1, **common), resume=True)
+def test_tokenizer_phase_resumes_exactly(tmp_path, monkeypatch):
+    # Killed at step 30, between two dead-code restarts and mid-way down the LR schedule.
+    config = dict(vq_steps=150, steps=1, checkpoint_every=30, log_every=10)
+    pretrain(_config(tmp_path / "straight", **config))
+    with monkeypatch.context() as patch:
+        _killed_after(patch, 1)
+        with pytest.raises(Killed):
+            pretrain(_config(tmp_path / "cut", **config))
+    pretrain(_config(tmp_path / "cut", **config), resume=True)
     a = MiniUMM.from_pretrained(tmp_path / "straight" / "model").vq.state_dict()
     b = MiniUMM.from_pretrained(tmp_path / "cut" / "model").vq.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

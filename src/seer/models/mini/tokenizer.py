@@ -46,7 +46,10 @@ def build_tokenizer(corpus: Iterable[str], codebook_size: int) -> PreTrainedToke
     tok = Tokenizer(model)
     tok.normalizer = None
     # The same split as `words`, so the vocabulary and the runtime agree on every string.
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(_WORDS.pattern), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(Regex(_WORDS.pattern), behavior="isolated"),
+    ])
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins with spaces, tidies " ,"
     tok.add_special_tokens(list(SPECIAL))
     tok.add_tokens([AddedToken(image_token(k), normalized=False) for k in range(codebook_size)])
