@@ -67,17 +67,28 @@ def _killed_after(monkeypatch, n_saves: int) -> None:
     monkeypatch.setattr(module, "save_checkpoint", save_then_die)
 
 
-def test_resume_continues_exactly(tmp_path, monkeypatch):
-    config = dict(vq_steps=20, steps=8, checkpoint_every=4, log_every=1)
-    pretrain(_config(tmp_path / "straight", **config))
+def _straight_and_resumed(tmp_path, monkeypatch, n_saves: int, **config):
+    """Models of an uninterrupted run and of one killed after n checkpoints, then resumed."""
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    pretrain(_config(straight, **config))
     with monkeypatch.context() as patch:
-        _killed_after(patch, 2)  # the tokenizer's last checkpoint, then the transformer's first (step 4)
+        _killed_after(patch, n_saves)
         with pytest.raises(Killed):
-            pretrain(_config(tmp_path / "cut", **config))
-    pretrain(_config(tmp_path / "cut", **config), resume=True)
-    a = MiniUMM.from_pretrained(tmp_path / "straight" / "model").lm.state_dict()
-    b = MiniUMM.from_pretrained(tmp_path / "cut" / "model").lm.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+            pretrain(_config(cut, **config))
+    pretrain(_config(cut, **config), resume=True)
+    return MiniUMM.from_pretrained(straight / "model"), MiniUMM.from_pretrained(cut / "model")
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    b_state = b.state_dict()
+    return all(torch.equal(v, b_state[k]) for k, v in a.state_dict().items())
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    # Killed after the tokenizer's last checkpoint and the transformer's first (step 4).
+    a, b = _straight_and_resumed(tmp_path, monkeypatch, 2, vq_steps=20, steps=8, checkpoint_every=4,
+                                 log_every=1)
+    assert _same(a.lm, b.lm)
     losses = lambda out: [r["loss"] for r in _log(out) if r["phase"] == "lm"]  # noqa: E731
     assert losses(tmp_path / "straight")[4:] == losses(tmp_path / "cut")[-4:]
 
@@ -85,23 +96,15 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
 def test_same_seed_same_model(tmp_path):
     for name in ("a", "b"):
         pretrain(_config(tmp_path / name, vq_steps=10, steps=3))
-    a = MiniUMM.from_pretrained(tmp_path / "a" / "model").lm.state_dict()
-    b = MiniUMM.from_pretrained(tmp_path / "b" / "model").lm.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = (MiniUMM.from_pretrained(tmp_path / name / "model") for name in ("a", "b"))
+    assert _same(a.lm, b.lm)
 
 
 def test_tokenizer_phase_resumes_exactly(tmp_path, monkeypatch):
     # Killed at step 30, between two dead-code restarts and mid-way down the LR schedule.
-    config = dict(vq_steps=150, steps=1, checkpoint_every=30, log_every=10)
-    pretrain(_config(tmp_path / "straight", **config))
-    with monkeypatch.context() as patch:
-        _killed_after(patch, 1)
-        with pytest.raises(Killed):
-            pretrain(_config(tmp_path / "cut", **config))
-    pretrain(_config(tmp_path / "cut", **config), resume=True)
-    a = MiniUMM.from_pretrained(tmp_path / "straight" / "model").vq.state_dict()
-    b = MiniUMM.from_pretrained(tmp_path / "cut" / "model").vq.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = _straight_and_resumed(tmp_path, monkeypatch, 1, vq_steps=150, steps=1, checkpoint_every=30,
+                                 log_every=10)
+    assert _same(a.vq, b.vq)
 
 
 def test_resume_refuses_a_change_of_what_is_learnt(tmp_path):

@@ -76,14 +76,14 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
     mc = cfg.model
     ckpt = out / "vq"
     torch.manual_seed(cfg.seed)  # the tokenizer's initial weights and its batches
-    vq = PaletteVQ(VQModel(**vq_config(mc.image_size, mc.vq_unshuffle, mc.codebook_size, mc.vq_channels)),
-                   mc.vq_unshuffle)
+    resuming = resume and (ckpt / "state.pt").exists()
+    weights = (VQModel.from_pretrained(ckpt) if resuming
+               else VQModel(**vq_config(mc.image_size, mc.vq_unshuffle, mc.codebook_size, mc.vq_channels)))
+    vq = PaletteVQ(weights, mc.vq_unshuffle)
     optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr)
     start = 0
     usage = torch.zeros(mc.codebook_size)  # code use since the last dead-code restart
-    if resume and (ckpt / "state.pt").exists():
-        vq.vq = VQModel.from_pretrained(ckpt)
-        optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr)
+    if resuming:
         state = load_state(ckpt)
         start = restore(state, optimizer)
         usage = state["extra"].get("usage", usage)
@@ -189,18 +189,16 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -
     ckpt = out / "checkpoint"
     mix = Mix(cfg.seed, cfg.mix)
     torch.manual_seed(cfg.seed)
-    model = MiniUMM.create(vocabulary_corpus(mix.instructions), cfg.model, seed=cfg.seed, vq=vq)
+    resuming = resume and (ckpt / "state.pt").exists()
+    if resuming:
+        model = MiniUMM.from_pretrained(ckpt)
+        model.vq = vq  # phase 1's tokenizer is the one of record
+    else:
+        model = MiniUMM.create(vocabulary_corpus(mix.instructions), cfg.model, seed=cfg.seed, vq=vq)
     optimizer = torch.optim.AdamW(model.lm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                   betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    start = 0
-    if resume and (ckpt / "state.pt").exists():
-        model = MiniUMM.from_pretrained(ckpt)
-        model.vq = vq  # phase 1's tokenizer is the one of record
-        optimizer = torch.optim.AdamW(model.lm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                      betas=(0.9, 0.95))
-        scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-        start = restore(load_state(ckpt), optimizer, scheduler)
+    start = restore(load_state(ckpt), optimizer, scheduler) if resuming else 0
     model.train()
     n_params = sum(p.numel() for n, p in model.lm.named_parameters() if "embed" not in n)
     bar = tqdm(range(start, cfg.steps), desc="pretrain: unified transformer", initial=start, total=cfg.steps)
