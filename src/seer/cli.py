@@ -101,6 +101,25 @@ def _pretrain(args: argparse.Namespace) -> None:
         print(json.dumps(figures, indent=2))
 
 
+# ---------------------------------------------------------------- seer data
+
+def _data_vie(args: argparse.Namespace) -> None:
+    from seer.config import resolve
+    from seer.data.vie import VIEConfig, build_vie, load_manifest
+
+    cfg = resolve(VIEConfig, args.config, args.set, out=args.out, seed=args.seed, model=args.model,
+                  source=args.source)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = build_vie(cfg)
+    manifest = load_manifest(out)
+    for split, counts in manifest["counts"].items():
+        print(f"{split:10s} {counts['samples']:5d} samples {counts['items']:6d} items")
+    print(f"wrote {out}")
+
+
 # ---------------------------------------------------------------- seer generate
 
 def _generate(args: argparse.Namespace) -> None:
@@ -165,6 +184,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", type=int, default=0, metavar="N",
                    help="afterwards, measure the model's figures on N held-out items per kind")
     p.set_defaults(func=_pretrain)
+
+    data = commands.add_parser("data", help="build data sets: VIE sets for the SEER stages")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("vie", help="build a Visual Instruction Elaboration set: images and evaluator items")
+    p.add_argument("--config", help="YAML file of VIEConfig keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set n_train=50 --set require_margin=false")
+    p.add_argument("--out", help="output folder (default runs/vie)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--model", help="model folder (default: the packaged mini model)")
+    p.add_argument("--source",
+                   help="'world' (default) or a JSONL of prompt, instruction, elaboration[, split]")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    p.set_defaults(func=_data_vie)
 
     p = commands.add_parser("generate", help="generate an image from a prompt (and an instruction)")
     p.add_argument("--backend", choices=["mini"], help="backend (default: read from --model, else mini)")

@@ -15,6 +15,8 @@ from seer.data import templates as T
 from seer.data.mix import (
     DEFAULT_WEIGHTS,
     KINDS,
+    THINK_RATE,
+    TWO_IMAGE_RATE,
     UNCONDITIONAL_RATE,
     Example,
     Mix,
@@ -196,15 +198,31 @@ def _true_answer(question: str, scene: Scene) -> str | None:
     return None
 
 
+def _subject(e):
+    """(question without its 'in the ... image' prefix or reasoning request, the scene it
+    is about, whether it asked for reasoning): checks the mix's image addressing."""
+    assert e.image is None and 1 <= len(e.images) <= 2
+    question = e.prompt
+    think = question.endswith(" " + T.THINK_FIRST)
+    question = question.removesuffix(" " + T.THINK_FIRST)
+    m = re.fullmatch(r"in the (first|second) image , (.+)", question)
+    if len(e.images) == 1:
+        assert m is None, question
+        return question, e.images[0].validate(), think
+    assert m is not None, question
+    return m[2], e.images[T.IMAGE_NAMES.index(m[1])].validate(), think
+
+
 def test_attribute_answers_are_true(by_kind):
     asked = collections.Counter()
     answers = collections.defaultdict(set)
+    two = 0
     for e in by_kind["attribute"]:
-        assert len(e.images) == 1 and e.image is None
-        scene = e.images[0]
-        scene.validate()
-        expected = _true_answer(e.prompt, scene)
-        key = re.sub(r" (at|on|in) the .*| a \w+ \w+ \?", "", e.prompt)
+        question, scene, think = _subject(e)
+        assert not think
+        two += len(e.images) == 2
+        expected = _true_answer(question, scene)
+        key = re.sub(r" (at|on|in) the .*| a \w+ \w+ \?", "", question)
         asked[key] += 1
         answers[key].add(e.answer)
         if expected is None:
@@ -216,6 +234,7 @@ def test_attribute_answers_are_true(by_kind):
     assert answers["is there"] == {"yes", "no"}
     assert "nothing" in answers["what shape is"]
     assert len(answers["what shape is"]) == 5  # four shapes and "nothing"
+    assert abs(two / len(by_kind["attribute"]) - TWO_IMAGE_RATE) < 0.05
 
 
 # ---------------------------------------------------------------- concept
@@ -224,19 +243,25 @@ def test_concept_answer_is_yes_exactly_when_the_instruction_is_satisfied(by_kind
     answers = collections.Counter()
     quoted: set[str] = set()
     adjectives: set[str] = set()
+    thought = 0
     for e in by_kind["concept"]:
-        assert len(e.images) == 1 and e.image is None
-        scene = e.images[0].validate()
-        family, ins = _family_of_question(e.prompt, instructions, *T.CONCEPT_QUESTIONS)
+        question, scene, think = _subject(e)
+        family, ins = _family_of_question(question, instructions, *T.CONCEPT_QUESTIONS)
         if ins is None:
             adjectives.add(family.adjective)
         else:
             assert ins.split == "train", ins.text
             quoted.add(ins.text)
         satisfied = _satisfaction(family.rule, scene) == 1.0
-        assert e.answer == (T.YES if satisfied else T.NO), (e.prompt, scene)
-        answers[e.answer] += 1
-    assert abs(answers[T.YES] / sum(answers.values()) - 0.5) < 0.05
+        answer = T.YES if satisfied else T.NO
+        if think:
+            thought += 1
+            which = e.prompt.split()[2] if len(e.images) == 2 else None
+            answer = T.tagged(T.fit_reasoning(satisfied, which), answer)
+        assert e.answer == answer, (e.prompt, scene)
+        answers[satisfied] += 1
+    assert abs(answers[True] / sum(answers.values()) - 0.5) < 0.05
+    assert abs(thought / len(by_kind["concept"]) - THINK_RATE) < 0.05
     # Understanding sees every training instruction and every family's adjective.
     assert quoted == {i.text for i in instructions.split("train")}
     assert adjectives == {f.adjective for f in instructions.families.values()}
@@ -247,11 +272,12 @@ def test_concept_negatives_include_near_misses(by_kind, instructions):
     many meet every clause but one: the broken oracle elaborations."""
     near = total = 0
     for e in by_kind["concept"]:
-        family, _ = _family_of_question(e.prompt, instructions, *T.CONCEPT_QUESTIONS)
-        if e.answer != T.NO or len(family.rule) < 3:
+        question, scene, _ = _subject(e)
+        family, _ = _family_of_question(question, instructions, *T.CONCEPT_QUESTIONS)
+        if _satisfaction(family.rule, scene) == 1.0 or len(family.rule) < 3:
             continue
         total += 1
-        near += _satisfaction(family.rule, e.images[0]) == (len(family.rule) - 1) / len(family.rule)
+        near += _satisfaction(family.rule, scene) == (len(family.rule) - 1) / len(family.rule)
     assert total > 50
     assert near / total > 0.35, (near, total)
 
@@ -353,11 +379,13 @@ def test_held_out_texts_never_appear(examples, by_kind, instructions):
             assert text not in e.prompt and text not in e.answer, (text, e.kind, e.prompt, e.answer)
 
 
-def test_no_example_has_more_than_one_image(examples, by_kind):
+def test_no_example_compares_two_images(examples, by_kind):
+    """Two images appear only in questions about one of them; no comparison words."""
+    compare = {"better", "match", "than"}
     for e in examples + [e for kind in KINDS for e in by_kind[kind]]:
-        assert len(e.images) <= 1
         if e.kind in ("attribute", "concept"):
-            assert len(e.images) == 1
+            _subject(e)
+            assert not compare & set(e.prompt.split()), e.prompt
         else:
             assert e.images == ()
         assert (e.image is not None) == (e.kind == "generate")
@@ -390,3 +418,18 @@ def test_unknown_words_do_tokenize_to_unk(tokenizer):
     """The coverage checks above can fail: a word outside the world is unknown."""
     ids = tokenizer("make it look like a zeppelin", add_special_tokens=False)["input_ids"]
     assert tokenizer.unk_token_id in ids
+
+
+def test_vocabulary_covers_the_evaluator_and_policy_formats(tokenizer, instructions):
+    """The RL stages ask in words pretraining never shows together; every one must be known."""
+    unk = tokenizer.unk_token_id
+    ins = instructions.split("train")[0]
+    texts = [T.pair_question(kind, ins.text) for kind in T.PAIR_QUESTIONS]
+    texts += [T.tagged(T.fit_reasoning(f, w), a) for f in (True, False) for w in (None, *T.IMAGE_NAMES)
+              for a in (T.YES, T.NO)]
+    texts.append(T.reprompt_question("a red circle", ins.text))
+    for text in texts:
+        ids = tokenizer(text.lower(), add_special_tokens=False)["input_ids"]
+        assert unk not in ids, (text, tokenizer.convert_ids_to_tokens(ids))
+    with pytest.raises(ValueError, match="unknown question kind 'prompt'"):
+        T.pair_question("prompt", ins.text)

@@ -8,13 +8,16 @@ The mix is chosen so the cognitive gap is real, as in a real UMM (docs/model.md)
 - attribute  image -> answer to a question about what is drawn, including "describe the
              picture" (a caption in descriptor words).
 - concept    image -> yes/no: "does it look nocturnal ?", "does the picture fit : make it
-             look like night ?", so understanding knows every training instruction.
+             look like night ?", so understanding knows every training instruction;
+             some ask for reasoning first and answer in the evaluator's tags.
+  A quarter of understanding questions show two images and ask about one of them ("in the
+  second image , ..."), as a real UMM reads several images; none compares them.
 - knowledge  text -> text: what an instruction means, in plain words that are *not* the
              descriptor templates ("a night scene has a dark sky and a moon").
 - restate    text -> text in the reprompt format, with no instruction: the prompt said
              again in canonical words. Never an elaboration of an instruction.
 
-No two-image question appears, and only training paraphrases of instructions are used:
+No question compares two images, and only training paraphrases of instructions are used:
 held-out paraphrases and compositions stay unseen. Every example is a pure function of
 (seed, index), so a resumed run sees exactly the data an uninterrupted one would.
 """
@@ -44,6 +47,8 @@ from seer.world.scene import (
 KINDS = ("generate", "attribute", "concept", "knowledge", "restate")
 DEFAULT_WEIGHTS = {"generate": 0.55, "attribute": 0.2, "concept": 0.15, "knowledge": 0.05, "restate": 0.05}
 UNCONDITIONAL_RATE = 0.1
+TWO_IMAGE_RATE = 0.25  # understanding questions shown with a second image, about one of them
+THINK_RATE = 0.3  # concept questions that ask for reasoning first, answered in tags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +110,8 @@ class Mix:
     def _attribute(self, rng: random.Random) -> Example:
         scene = sample_scene(rng)
         question, answer = attribute_question(scene, rng)
-        return Example("attribute", question, (scene,), answer)
+        images, which = with_second_image(scene, rng)
+        return Example("attribute", T.in_image(which, question) if which else question, images, answer)
 
     def _concept(self, rng: random.Random) -> Example:
         ins = rng.choice(self.train)
@@ -114,7 +120,14 @@ class Mix:
         scene = concept_scene(ins, positive, rng)
         template = rng.choice(T.CONCEPT_QUESTIONS)
         question = template.format(adjective=family.adjective, instruction=ins.text)
-        return Example("concept", question, (scene,), T.YES if positive else T.NO)
+        images, which = with_second_image(scene, rng)
+        if which:
+            question = T.in_image(which, question)
+        answer = T.YES if positive else T.NO
+        if rng.random() < THINK_RATE:
+            question = f"{question} {T.THINK_FIRST}"
+            answer = T.tagged(T.fit_reasoning(positive, which), answer)
+        return Example("concept", question, images, answer)
 
     def _knowledge(self, rng: random.Random) -> Example:
         ins = rng.choice(self.train)
@@ -161,6 +174,17 @@ def attribute_question(scene: Scene, rng: random.Random) -> tuple[str, str]:
         present = any(o.color == color and o.shape == shape for o in scene.objects)
         return Q[key].format(color=color, shape=shape), T.YES if present else T.NO
     return Q["describe"], describe(scene)
+
+
+def with_second_image(scene: Scene, rng: random.Random) -> tuple[tuple[Scene, ...], str | None]:
+    """Sometimes pair `scene` with a random other one; returns the images and which of the
+    two the question is about (None: a single image)."""
+    if rng.random() >= TWO_IMAGE_RATE:
+        return (scene,), None
+    other = sample_scene(rng)
+    if rng.random() < 0.5:
+        return (scene, other), T.IMAGE_NAMES[0]
+    return (other, scene), T.IMAGE_NAMES[1]
 
 
 def concept_scene(ins: Instruction, positive: bool, rng: random.Random) -> Scene:
@@ -215,7 +239,8 @@ def vocabulary_corpus(instructions: InstructionSet | None = None) -> list[str]:
     texts += [p for phrases in GLOBAL_PHRASES.values() for options in phrases.values() for p in options]
     texts += [v for values in GLOBAL_FIELDS.values() for v in values if v not in GLOBAL_DEFAULTS.values()]
     texts += list(T.ATTRIBUTE_QUESTIONS.values()) + list(T.CONCEPT_QUESTIONS) + list(T.KNOWLEDGE_QUESTIONS)
-    texts += [T.REPROMPT, T.RESTATE_REASONING, "plain clear a the sky sun moon"]
+    texts += [T.REPROMPT, T.RESTATE_REASONING, "plain clear a the sky sun moon", T.IN_IMAGE, T.THINK_FIRST,
+              T.FITS, T.DOES_NOT_FIT, *T.IMAGE_NAMES, *T.PAIR_QUESTIONS.values()]
     rng = random.Random(0)
     texts += [describe(sample_scene(rng), rng) for _ in range(2000)]
     for fam in instructions.families.values():

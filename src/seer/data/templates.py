@@ -43,6 +43,21 @@ CONCEPT_QUESTIONS = ("does it look {adjective} ?", "does the picture fit : {inst
 # Language knowledge: what an instruction means, asked in words.
 KNOWLEDGE_QUESTIONS = ("what does a {adjective} picture look like ?",
                        "what does it mean to {instruction} ?")
+# Two-image prompts: pretraining asks single-image questions about "the first image" or
+# "the second image" (never a comparison), so the model can address either image; the
+# evaluator stage then asks the paper's comparisons.
+IMAGE_NAMES = ("first", "second")
+IN_IMAGE = "in the {which} image , {question}"
+# Asking for reasoning first: the answer comes as tagged(reasoning, answer).
+THINK_FIRST = "think , then answer ."
+FITS, DOES_NOT_FIT = "the {which}image fits", "the {which}image does not fit"
+# The evaluator's comparisons (SEER.md, Stage 1), about the instruction or the description.
+PAIR_QUESTIONS = {
+    "instruction": "instruction : {text} . does the first image match the instruction better than "
+                   "the second image ?",
+    "description": "description : {text} . does the first image match the description better than "
+                   "the second image ?",
+}
 NUMBER_WORDS = ("none", "one", "two", "three")
 YES, NO = "yes", "no"
 NOTHING = "nothing"
@@ -51,3 +66,20 @@ NOTHING = "nothing"
 def baseline_text(prompt: str, instruction: str) -> str:
     """The paper's "Concat" baseline: prompt and instruction joined, no reprompting."""
     return f"{prompt}, {instruction}"
+
+
+def in_image(which: str, question: str) -> str:
+    return IN_IMAGE.format(which=which, question=question)
+
+
+def fit_reasoning(fits: bool, which: str | None = None) -> str:
+    """'the image fits' / 'the second image does not fit': the concept answer's reasoning."""
+    return (FITS if fits else DOES_NOT_FIT).format(which=f"{which} " if which else "")
+
+
+def pair_question(kind: str, text: str, think: bool = True) -> str:
+    """The evaluator's question about two images; `kind` is 'instruction' or 'description'."""
+    if kind not in PAIR_QUESTIONS:
+        raise ValueError(f"unknown question kind '{kind}' (expected one of: {', '.join(PAIR_QUESTIONS)})")
+    question = PAIR_QUESTIONS[kind].format(text=text)
+    return f"{question} {THINK_FIRST}" if think else question

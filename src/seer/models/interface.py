@@ -74,17 +74,19 @@ class UnifiedModel(abc.ABC):
         log-probs as sampling returned (top-k is for greedy evaluation, not for RL)."""
 
     @abc.abstractmethod
-    def p_yes(self, questions: list[str], images: list[ImageList], prefix: str = "") -> YesNo:
+    def p_yes(self, questions: list[str], images: list[ImageList], prefix: str | list[str] = "") -> YesNo:
         """P(Yes) of each question about its images, from the next-token logits right after
-        the assistant turn opens (and after the forced `prefix`, e.g. "<answer>")."""
+        the assistant turn opens (and after the forced `prefix`, e.g. "<answer>"; a list
+        gives each row its own, e.g. the evaluator's own reasoning then "<answer>")."""
 
     # ------------------------------------------------------------ generation
 
     @abc.abstractmethod
     def generate_images(self, texts: list[str], *, guidance_scale: float | None = None,
-                        temperature: float = 1.0, seed: int = 0) -> ImageList:
-        """One image per text. Row i draws its noise from `seed + i`, so an image depends on
-        its text, its seed and its row, not on what else is in the batch."""
+                        temperature: float = 1.0, seed: int | list[int] = 0) -> ImageList:
+        """One image per text. Row i draws its noise from `seed + i` (or from `seed[i]` when
+        a list is given), so an image depends on its text and its seed, not on what else
+        is in the batch."""
 
     # ------------------------------------------------------------ weights
 

@@ -46,7 +46,7 @@ class MiniConfig:
     hidden_size: int = 256
     num_layers: int = 6
     num_heads: int = 4
-    codebook_size: int = 512
+    codebook_size: int = 1024
     vq_channels: tuple[int, ...] = (32, 64)
     vq_unshuffle: int = 2
 
@@ -182,15 +182,19 @@ class MiniUMM(UnifiedModel):
             ids += [self.boi_id, *codes.tolist(), self.eoi_id]
         return ids + self.text_ids(prompt) + [self.assistant_id] + self.text_ids(prefix)
 
-    def _prompts(self, prompts: list[str], images: list[ImageList] | None, prefix: str) -> list[list[int]]:
+    def _prompts(self, prompts: list[str], images: list[ImageList] | None,
+                 prefix: str | list[str]) -> list[list[int]]:
         if images is not None and len(images) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(images)} image lists")
+        prefixes = [prefix] * len(prompts) if isinstance(prefix, str) else list(prefix)
+        if len(prefixes) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(prefixes)} prefixes")
         flat = [im for row in images or [] for im in row]
         codes = list(self.encode_images(flat)) if flat else []
         out, k = [], 0
         for i, prompt in enumerate(prompts):
             n = len(images[i]) if images is not None else 0
-            out.append(self.user_turn(prompt, codes[k:k + n], prefix))
+            out.append(self.user_turn(prompt, codes[k:k + n], prefixes[i]))
             k += n
         return out
 
@@ -288,11 +292,14 @@ class MiniUMM(UnifiedModel):
 
     @torch.no_grad()
     def generate_image_ids(self, texts: list[str], *, guidance_scale: float | None = None,
-                           temperature: float | None = None, seed: int = 0) -> torch.Tensor:
+                           temperature: float | None = None, seed: int | list[int] = 0) -> torch.Tensor:
         """N x image_tokens sampled code ids, conditional and unconditional rows in one batch."""
         scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
         temperature = self.config.image_temperature if temperature is None else temperature
-        generators = [torch.Generator().manual_seed(seed + i) for i in range(len(texts))]
+        seeds = [seed + i for i in range(len(texts))] if isinstance(seed, int) else list(seed)
+        if len(seeds) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(seeds)} seeds")
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
         n = len(texts)
         rows = [self.user_turn(t) + [self.boi_id] for t in texts]
         use_cfg = scale != 1.0
