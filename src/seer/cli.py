@@ -120,6 +120,64 @@ def _data_vie(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+# ---------------------------------------------------------------- seer train, seer eval
+
+def _config_args(p: argparse.ArgumentParser, name: str, example: str, default_out: str) -> None:
+    p.add_argument("--config", help=f"YAML file of {name} keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override one config key, e.g. {example}")
+    p.add_argument("--out", help=f"output folder (default {default_out})")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _train_rlvr(args: argparse.Namespace) -> None:
+    from seer.config import resolve
+    from seer.train.rlvr import RLVRConfig, run_rlvr
+
+    direct = {"vie": args.vie, "model": args.model, "curriculum": args.curriculum}
+    cfg = resolve(RLVRConfig, args.config, args.set, out=args.out, seed=args.seed, **direct)
+    _threads(args)
+    metrics = run_rlvr(cfg, resume=args.resume)
+    _print_evaluator(metrics)
+    print(f"wrote {Path(cfg.out) / 'model'} and {Path(cfg.out) / 'metrics.json'}")
+
+
+def _print_evaluator(metrics: dict) -> None:
+    for tag in ("before", "after"):
+        for split, table in metrics.get(tag, {}).items():
+            gap = table.get("position_bias_gap", float("nan"))
+            print(f"{tag:6s} {split:9s} accuracy {table['accuracy']:.3f}  format {table['format']:.3f}  "
+                  f"position gap {gap:.3f}  (n={table['n']})")
+
+
+def _eval_evaluator(args: argparse.Namespace) -> None:
+    from seer.data.vie import load_items, open_images
+    from seer.eval.evaluator import evaluate_items
+    from seer.io import atomic_write_json
+    from seer.models import load_model
+
+    _threads(args)
+    model = load_model(args.backend, args.model)
+    model.eval()
+    tables = {}
+    for split in args.splits:
+        items = load_items(args.vie, split)
+        tables[split] = evaluate_items(model, items, lambda row: open_images(args.vie, row),
+                                       batch_size=args.batch_size, desc=f"eval {split}")
+    _print_evaluator({"after": tables})
+    if args.out:
+        atomic_write_json(Path(args.out), {"model": args.model, "vie": args.vie, "evaluator": tables})
+        print(f"wrote {args.out}")
+
+
 # ---------------------------------------------------------------- seer generate
 
 def _generate(args: argparse.Namespace) -> None:
@@ -198,6 +256,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'world' (default) or a JSONL of prompt, instruction, elaboration[, split]")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
     p.set_defaults(func=_data_vie)
+
+    train = commands.add_parser("train", help="the SEER stages: rlvr (evaluator), rlmt (reprompter)")
+    tsub = train.add_subparsers(dest="train_command", required=True)
+    p = tsub.add_parser("rlvr", help="Stage 1: train the evaluator with verifiable rewards and a curriculum")
+    _config_args(p, "RLVRConfig", "--set grpo.max_steps=30 --set grpo.beta=0.04", "runs/rlvr")
+    p.add_argument("--vie", help="VIE set folder from `seer data vie` (default runs/vie)")
+    p.add_argument("--model", help="starting model folder (default: the packaged mini model)")
+    p.add_argument("--curriculum", choices=["easy_to_hard", "none"])
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.set_defaults(func=_train_rlvr)
+
+    evaluate = commands.add_parser("eval", help="measure a checkpoint")
+    esub = evaluate.add_subparsers(dest="eval_command", required=True)
+    p = esub.add_parser("evaluator", help="evaluator accuracy on held-out image pairs of a VIE set")
+    p.add_argument("--model", help="model folder (default: the packaged mini model)")
+    p.add_argument("--backend", choices=["mini"], help="backend (default: read from --model, else mini)")
+    p.add_argument("--vie", required=True, help="VIE set folder")
+    p.add_argument("--splits", nargs="+", default=["test_id", "test_ood"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", help="write the tables to this JSON file")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    p.set_defaults(func=_eval_evaluator)
 
     p = commands.add_parser("generate", help="generate an image from a prompt (and an instruction)")
     p.add_argument("--backend", choices=["mini"], help="backend (default: read from --model, else mini)")

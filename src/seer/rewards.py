@@ -11,61 +11,19 @@ The tags are configurable (`TagFormat`) so a backend or a user can ask for anoth
 
 from __future__ import annotations
 
-import dataclasses
-import re
+import torch
 
-from seer.data import templates as T
+from seer.data.formats import DEFAULT_FORMAT, TagFormat, parse_tagged, yes_no
 
-
-@dataclasses.dataclass(frozen=True)
-class TagFormat:
-    think_open: str = T.THINK_OPEN
-    think_close: str = T.THINK_CLOSE
-    answer_open: str = T.ANSWER_OPEN
-    answer_close: str = T.ANSWER_CLOSE
-
-    def pattern(self) -> re.Pattern:
-        e = re.escape
-        return re.compile(
-            rf"\s*{e(self.think_open)}(?P<reasoning>.*?){e(self.think_close)}\s*"
-            rf"{e(self.answer_open)}(?P<answer>.*?){e(self.answer_close)}\s*",
-            re.DOTALL,
-        )
-
-    def tags(self) -> tuple[str, ...]:
-        return (self.think_open, self.think_close, self.answer_open, self.answer_close)
-
-
-DEFAULT_FORMAT = TagFormat()
-
-
-@dataclasses.dataclass(frozen=True)
-class Tagged:
-    reasoning: str
-    answer: str
-
-
-def parse_tagged(text: str, fmt: TagFormat = DEFAULT_FORMAT) -> Tagged | None:
-    """(reasoning, answer) of a well-formed completion; None when the structure is broken:
-    a missing or repeated tag, text outside the tags, or tags in the wrong order."""
-    match = fmt.pattern().fullmatch(text)
-    if match is None:
-        return None
-    reasoning, answer = match["reasoning"], match["answer"]
-    # Non-greedy groups could swallow a second tag pair; a well-formed output has one each.
-    if any(tag in reasoning or tag in answer for tag in fmt.tags()):
-        return None
-    return Tagged(reasoning.strip(), answer.strip())
-
-
-def yes_no(text: str, fmt: TagFormat = DEFAULT_FORMAT) -> str | None:
-    """'yes' or 'no' when the completion is well formed and its answer is exactly one of
-    them (case and a final full stop ignored); None otherwise."""
-    tagged = parse_tagged(text, fmt)
-    if tagged is None:
-        return None
-    answer = tagged.answer.lower().rstrip(" .")
-    return answer if answer in (T.YES, T.NO) else None
+__all__ = [
+    "TagFormat",
+    "accuracy_reward",
+    "format_reward",
+    "order_averaged",
+    "parse_tagged",
+    "pearson",
+    "yes_no",
+]
 
 
 def format_reward(completions: list[str], fmt: TagFormat = DEFAULT_FORMAT) -> list[float]:
@@ -80,3 +38,19 @@ def accuracy_reward(
     return [
         float(yes_no(c, fmt) == label.strip().lower()) for c, label in zip(completions, labels, strict=True)
     ]
+
+
+# ---------------------------------------------------------------- reprompting policy
+
+
+def order_averaged(p_policy_first: torch.Tensor, p_policy_second: torch.Tensor) -> torch.Tensor:
+    """The endogenous reward with position bias cancelled: P(Yes) that the policy image
+    matches better when shown first, and P(No) when shown second, averaged."""
+    return (p_policy_first + (1.0 - p_policy_second)) / 2
+
+
+def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Correlation of two reward signals (the reward-hacking watch); 0 when one is constant."""
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    denom = float(x.norm() * y.norm())
+    return float((x * y).sum()) / denom if denom > 0 else 0.0

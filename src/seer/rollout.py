@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from seer.data import templates as T
+from seer.data.formats import ParsedReprompt, parse_reprompt
 from seer.models.interface import TextSamples, UnifiedModel
 
 
@@ -95,3 +97,62 @@ class ImageCache:
 
     def clear(self) -> None:
         self._images.clear()
+
+
+# ---------------------------------------------------------------- reprompting and judging
+
+
+def reprompt_texts(
+    model: UnifiedModel,
+    prompts: list[str],
+    instructions: list[str],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 32,
+    temperature: float = 1.0,
+    top_k: int | None = 1,
+    generator: torch.Generator | None = None,
+) -> list[ParsedReprompt]:
+    """The policy's reasoning and reprompt for each (prompt, instruction); greedy by default."""
+    questions = [T.reprompt_question(p, i) for p, i in zip(prompts, instructions, strict=True)]
+    out: list[ParsedReprompt] = []
+    for k in range(0, len(questions), batch_size):
+        samples = model.generate_text(
+            questions[k : k + batch_size],
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            generator=generator,
+        )
+        out += [parse_reprompt(t) for t in samples.texts]
+    return out
+
+
+def judge_p_yes(
+    evaluator: UnifiedModel,
+    questions: list[str],
+    image_pairs: list[list[Image.Image]],
+    *,
+    max_reasoning_tokens: int = 16,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """The evaluator's P(Yes) for each question about its two images, read where its own
+    answer goes: it writes its reasoning greedily, then P(Yes) is read after
+    '<think> reasoning </think> <answer>' (normalised over yes and no)."""
+    out = []
+    for k in range(0, len(questions), batch_size):
+        q, imgs = questions[k : k + batch_size], image_pairs[k : k + batch_size]
+        thoughts = evaluator.generate_text(
+            q, imgs, max_new_tokens=max_reasoning_tokens, top_k=1, prefix=T.THINK_OPEN
+        ).texts
+        prefixes = [f"{T.THINK_OPEN} {_reasoning(t)} {T.THINK_CLOSE} {T.ANSWER_OPEN}" for t in thoughts]
+        out.append(evaluator.p_yes(q, imgs, prefix=prefixes).p_yes.float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _reasoning(text: str) -> str:
+    """The reasoning part of a completion that started after '<think>' (cut at '</think>')."""
+    head = text.split(T.THINK_CLOSE)[0]
+    for tag in (T.THINK_OPEN, T.ANSWER_OPEN, T.ANSWER_CLOSE):
+        head = head.split(tag)[0]
+    return " ".join(head.split())

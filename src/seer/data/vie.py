@@ -30,7 +30,7 @@ from typing import Any
 from PIL import Image
 
 from seer.data import templates as T
-from seer.rewards import yes_no
+from seer.data.formats import yes_no
 
 SPLITS = ("train", "validation", "test_id", "test_ood")
 KINDS = ("instruction", "description")

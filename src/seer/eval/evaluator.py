@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from seer.data.formats import DEFAULT_FORMAT, TagFormat, parse_tagged, yes_no
 from seer.models.interface import UnifiedModel
-from seer.rewards import DEFAULT_FORMAT, TagFormat, parse_tagged, yes_no
 
 
 def answer_items(

@@ -1,0 +1,201 @@
+"""Stage 2: the reprompt parser, the order-averaged reward, the reference-image cache (renders
+counted), and RLMT end to end on a tiny random model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seer.data.formats import parse_reprompt
+from seer.data.mix import vocabulary_corpus
+from seer.data.vie import VIEConfig, build_vie, load_samples
+from seer.models.mini.model import MiniConfig, MiniUMM
+from seer.rewards import order_averaged, pearson
+from seer.rollout import ImageCache, Rollout
+from seer.train.grpo import GRPOConfig
+from seer.train.rlmt import RLMTConfig, RLMTStage, run_rlmt
+
+TINY = MiniConfig(
+    hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,), vq_unshuffle=8
+)
+
+
+# ---------------------------------------------------------------- parser and reward math
+
+
+@pytest.mark.parametrize(
+    ("text", "reasoning", "reprompt", "error"),
+    [
+        (
+            "<think> night means dark </think> <answer> a red circle at night </answer>",
+            "night means dark",
+            "a red circle at night",
+            None,
+        ),
+        ("<think></think><answer> a red circle </answer>", "", "a red circle", None),
+        ("<think> x </think> <answer> </answer>", "x", "", "the reprompt is empty"),
+        ("a red circle at night", "", "", "no '<think>' tag"),
+        ("<think> x </think> a red circle", "", "", "no '<answer>' tag"),
+        ("<think> x </think> <answer> a </answer> <answer> b </answer>", "", "", "2 '<answer>' tags"),
+        ("<answer> a </answer> <think> x </think>", "", "", "tags out of order or text outside them"),
+    ],
+)
+def test_reprompt_parser(text, reasoning, reprompt, error):
+    got = parse_reprompt(text)
+    assert (got.reasoning, got.reprompt, got.error) == (reasoning, reprompt, error)
+    assert got.ok == (error is None)
+
+
+def test_order_averaging_cancels_a_position_bias():
+    # An evaluator that says yes 0.9 of the time whatever it sees: the policy-first order
+    # alone reads a strong preference; averaged with the swapped order it reads none.
+    p_first, p_second = torch.tensor([0.9]), torch.tensor([0.9])
+    assert float(order_averaged(p_first, p_second)) == pytest.approx(0.5)
+    assert float(order_averaged(torch.tensor([0.8]), torch.tensor([0.3]))) == pytest.approx(0.75)
+
+
+def test_pearson():
+    assert pearson(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 4.0, 6.0])) == pytest.approx(1.0)
+    assert pearson(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    assert pearson(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0])) == 0.0
+
+
+class CountingGenerator:
+    def __init__(self):
+        self.calls: list[list[str]] = []
+
+    def generate_images(self, texts, *, guidance_scale=None, temperature=1.0, seed=0):
+        from PIL import Image
+
+        self.calls.append(list(texts))
+        seeds = seed if isinstance(seed, list) else [seed + i for i in range(len(texts))]
+        return [Image.new("RGB", (4, 4), (s % 256, len(t), 0)) for t, s in zip(texts, seeds, strict=True)]
+
+
+def test_image_cache_renders_each_text_and_seed_once():
+    gen = CountingGenerator()
+    cache = ImageCache(gen)
+    first = cache.get(["a", "a", "b"], [1, 1, 1])
+    assert cache.renders == 2 and gen.calls == [["a", "b"]]
+    again = cache.get(["b", "a", "a"], [1, 1, 2])
+    assert cache.renders == 3 and gen.calls[-1] == ["a"]  # only ("a", 2) is new
+    assert again[0] is first[2] and again[1] is first[0]
+
+
+# ---------------------------------------------------------------- end to end on a tiny model
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("rlmt")
+    MiniUMM.create(vocabulary_corpus(), TINY, seed=0).save_pretrained(root / "model")
+    build_vie(
+        VIEConfig(
+            out=str(root / "vie"),
+            model=str(root / "model"),
+            n_train=3,
+            n_validation=1,
+            n_test_id=2,
+            n_test_ood=2,
+            require_margin=False,
+            difficulty_samples=0,
+            batch_size=8,
+            max_new_tokens=6,
+        )
+    )
+    return root / "model", root / "vie"
+
+
+def _cfg(model: Path, vie: Path, out: Path, **kw) -> RLMTConfig:
+    grpo = GRPOConfig(
+        num_generations=4,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        max_completion_length=8,
+        max_steps=2,
+        save_steps=1,
+        learning_rate=1e-3,
+        beta=0.02,
+    )
+    return RLMTConfig(
+        out=str(out), vie=str(vie), evaluator=str(model), grpo=grpo, max_reasoning_tokens=4, **kw
+    )
+
+
+def test_reference_images_render_once_per_prompt(tiny, tmp_path):
+    """G completions of a prompt share one reference render; policy renders are one per
+    readable completion. Completions are forced readable here to count them."""
+    model, vie = tiny
+    judge = MiniUMM.from_pretrained(model).eval()
+    samples = load_samples(vie, "train")
+    stage = RLMTStage(_cfg(model, vie, tmp_path), samples, judge, world=True)
+    prompts = stage.batch(0, 2)
+    g = 3
+    rows = [p for p in prompts for _ in range(g)]
+    good = "<think> x </think> <answer> a small red circle in the center , on a white background </answer>"
+    completions = [good] * (len(rows) - 1) + ["no tags at all"]
+    from seer.models.interface import TextSamples
+
+    rollout = Rollout(
+        rows,
+        TextSamples(
+            completions, [torch.zeros(1)] * len(rows), [torch.zeros(1)] * len(rows), [False] * len(rows)
+        ),
+    )
+    parts = stage.rewards(rollout, 0)
+    assert stage.cache.renders == len(
+        {p.data["sample"]["id"] for p in prompts}
+    )  # one per prompt, not per completion
+    assert stage.policy_renders == len(rows) - 1  # the unreadable completion is not rendered
+    assert parts["endogenous"][-1] == 0.0 and parts["format"][-1] == 0.0
+    assert ((parts["endogenous"][:-1] >= 0) & (parts["endogenous"][:-1] <= 1)).all()
+    stage.rewards(rollout, 1)  # the same prompts again: no new reference render
+    assert stage.cache.renders == len({p.data["sample"]["id"] for p in prompts})
+
+
+def test_single_order_reward_is_p_yes_policy_first(tiny, tmp_path):
+    model, vie = tiny
+    judge = MiniUMM.from_pretrained(model).eval()
+    stage = RLMTStage(_cfg(model, vie, tmp_path, order="policy_first"), load_samples(vie, "train"), judge)
+    prompts = stage.batch(0, 2)
+    good = "<think> x </think> <answer> a small red circle in the center , on a white background </answer>"
+    from seer.models.interface import TextSamples
+
+    rollout = Rollout(
+        prompts, TextSamples([good] * 2, [torch.zeros(1)] * 2, [torch.zeros(1)] * 2, [False] * 2)
+    )
+    parts = stage.rewards(rollout, 0)
+    assert torch.allclose(parts["endogenous"], parts["metric/p_policy_first"])
+
+
+def test_rlmt_end_to_end_writes_model_metrics_and_watch(tiny, tmp_path):
+    model, vie = tiny
+    out = tmp_path / "run"
+    metrics = run_rlmt(_cfg(model, vie, out))
+    assert MiniUMM.from_pretrained(out / "model") is not None
+    quality = metrics["quality"]["test_id"]
+    assert {"baseline", "oracle", "policy_before", "policy_after"} <= set(quality)
+    assert 0.0 <= quality["oracle"]["all"]["satisfaction"] <= 1.0
+    assert metrics["train"]["steps_run"] == 2
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    for key in (
+        "reward",
+        "kl",
+        "gt_satisfaction",
+        "reward_gt_correlation",
+        "reprompt_words",
+        "p_policy_first",
+    ):
+        assert key in log[-1], key
+    assert json.loads((out / "config.json").read_text())["order"] == "both"
