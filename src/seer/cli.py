@@ -150,6 +150,28 @@ def _train_rlvr(args: argparse.Namespace) -> None:
     print(f"wrote {Path(cfg.out) / 'model'} and {Path(cfg.out) / 'metrics.json'}")
 
 
+def _train_rlmt(args: argparse.Namespace) -> None:
+    from seer.config import resolve
+    from seer.train.rlmt import RLMTConfig, run_rlmt
+
+    direct = {"vie": args.vie, "evaluator": args.evaluator, "start": args.start, "order": args.order}
+    cfg = resolve(RLMTConfig, args.config, args.set, out=args.out, seed=args.seed, **direct)
+    _threads(args)
+    metrics = run_rlmt(cfg, resume=args.resume)
+    _print_quality(metrics.get("quality", {}))
+    train = metrics["train"]
+    print(f"RLMT: {train['steps_run']} steps, {train['seconds_per_step']:.1f} s/step")
+    print(f"wrote {Path(cfg.out) / 'model'} and {Path(cfg.out) / 'metrics.json'}")
+
+
+def _print_quality(quality: dict) -> None:
+    for split, table in quality.items():
+        for method, groups in table.items():
+            row = groups["all"]
+            print(f"{split:9s} {method:14s} satisfaction {row['satisfaction']:.3f}  full {row['full']:.3f}  "
+                  f"fidelity {row['fidelity']:.3f}  (n={row['n']})")
+
+
 def _print_evaluator(metrics: dict) -> None:
     for tag in ("before", "after"):
         for split, table in metrics.get(tag, {}).items():
@@ -180,18 +202,78 @@ def _eval_evaluator(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- seer generate
 
+def _model_dir(args: argparse.Namespace) -> str | None:
+    """--checkpoint accepts a model folder or a run folder that holds one (DIR/model)."""
+    path = args.checkpoint or args.model
+    if path and (Path(path) / "model").is_dir() and not (Path(path) / "mini.json").exists():
+        return str(Path(path) / "model")
+    return path
+
+
 def _generate(args: argparse.Namespace) -> None:
-    from seer.data.templates import baseline_text
+    from seer import pipeline
     from seer.models import load_model
 
-    model = load_model(args.backend, args.model)
-    text = baseline_text(args.prompt, args.instruction) if args.instruction else args.prompt
-    image = model.generate_images([text], guidance_scale=args.guidance, seed=args.seed)[0]
-    if args.scale > 1:
-        image = image.resize((image.width * args.scale,) * 2, 0)
-    _save_image(image, args.out)
-    print(f"text: {text}")
-    print(f"wrote {args.out}")
+    if args.checkpoint and args.model:
+        raise UsageError("give --model or --checkpoint, not both")
+    if args.batch:
+        if not args.out_dir:
+            raise UsageError("--batch writes one folder per row: give --out-dir")
+        rows = _batch_rows(args.batch)
+    else:
+        if not args.prompt:
+            raise UsageError("give --prompt (or --batch FILE.jsonl)")
+        if not (args.out or args.out_dir):
+            raise UsageError("give --out FILE.png or --out-dir DIR")
+        rows = [{"prompt": args.prompt, "instruction": args.instruction, "seed": args.seed}]
+    model = load_model(args.backend, _model_dir(args))
+    model.eval()
+    results = pipeline.run(model, [r["prompt"] for r in rows], [r.get("instruction") for r in rows],
+                           [r.get("seed", args.seed) for r in rows], reprompt=not args.no_reprompt,
+                           guidance_scale=args.guidance)
+    for k, result in enumerate(results):
+        if result.reprompt is not None or result.error is not None:
+            print(f"reasoning: {result.reasoning}")
+            print(f"reprompt: {result.reprompt}" + (f"  (unreadable: {result.error}; "
+                                                    "used the baseline text)" if result.error else ""))
+        else:
+            print(f"text: {result.baseline}")
+        if args.batch:
+            pipeline.write_dir(result, Path(args.out_dir) / f"{k:04d}", args.scale)
+        elif args.out_dir:
+            pipeline.write_dir(result, args.out_dir, args.scale)
+        else:
+            image = pipeline.side_by_side(result, args.scale) if result.reprompted_image is not None else (
+                result.baseline_image.resize((result.baseline_image.width * args.scale,) * 2, 0))
+            _save_image(image, args.out)
+    if args.batch:
+        from seer.io import atomic_write_text
+
+        atomic_write_text(Path(args.out_dir) / "results.jsonl",
+                          "".join(json.dumps(r.to_json()) + "\n" for r in results))
+    print(f"wrote {args.out_dir or args.out}")
+
+
+def _batch_rows(path: str) -> list[dict]:
+    """Rows of a --batch JSONL: prompt (required), instruction and seed (optional)."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{path}:{n}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise UsageError(f"{path}:{n}: field 'prompt' must be a non-empty string")
+        if row.get("instruction") is not None and not isinstance(row["instruction"], str):
+            raise UsageError(f"{path}:{n}: field 'instruction' must be a string")
+        if "seed" in row and not isinstance(row["seed"], int):
+            raise UsageError(f"{path}:{n}: field 'seed' must be an integer")
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"{path}: no rows")
+    return rows
 
 
 # ---------------------------------------------------------------- parser
@@ -267,6 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.set_defaults(func=_train_rlvr)
 
+    p = tsub.add_parser("rlmt", help="Stage 2: train the reprompting policy on the frozen evaluator's P(Yes)")
+    _config_args(p, "RLMTConfig", "--set grpo.max_steps=20 --set order=policy_first", "runs/rlmt")
+    p.add_argument("--vie", help="VIE set folder (default runs/vie)")
+    p.add_argument("--evaluator", help="the RLVR model folder, frozen (default runs/rlvr/model)")
+    p.add_argument("--start", choices=["rlvr", "base"], help="start the policy from the RLVR model or the base")
+    p.add_argument("--order", choices=["both", "policy_first"], help="image orders the reward averages")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.set_defaults(func=_train_rlmt)
+
     evaluate = commands.add_parser("eval", help="measure a checkpoint")
     esub = evaluate.add_subparsers(dest="eval_command", required=True)
     p = esub.add_parser("evaluator", help="evaluator accuracy on held-out image pairs of a VIE set")
@@ -279,15 +370,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
     p.set_defaults(func=_eval_evaluator)
 
-    p = commands.add_parser("generate", help="generate an image from a prompt (and an instruction)")
-    p.add_argument("--backend", choices=["mini"], help="backend (default: read from --model, else mini)")
+    p = commands.add_parser("generate", help="reprompt and generate: baseline and reprompted images side by side")
+    p.add_argument("--backend", choices=["mini"], help="backend (default: read from the folder, else mini)")
     p.add_argument("--model", help="model folder (default: the packaged mini model)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--instruction", help="abstract instruction; the text becomes prompt + instruction")
-    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", help="a trained SEER checkpoint (e.g. runs/demo/checkpoints/rlmt)")
+    p.add_argument("--prompt")
+    p.add_argument("--instruction", help="abstract instruction, e.g. 'make it look like night'")
+    p.add_argument("--out", help="one PNG: baseline | reprompted, labelled")
+    p.add_argument("--out-dir", help="baseline.png, reprompted.png, side_by_side.png and result.json")
+    p.add_argument("--batch", help="JSONL of {prompt, instruction, seed}; one folder per row in --out-dir")
+    p.add_argument("--no-reprompt", action="store_true", help="the plain path: one image from prompt + instruction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
-    p.add_argument("--scale", type=int, default=1, help="enlarge the saved PNG (nearest neighbour)")
+    p.add_argument("--scale", type=int, default=4, help="enlarge the saved PNGs (nearest neighbour)")
     p.set_defaults(func=_generate)
     return parser
 

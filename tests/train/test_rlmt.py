@@ -199,3 +199,64 @@ def test_rlmt_end_to_end_writes_model_metrics_and_watch(tiny, tmp_path):
     ):
         assert key in log[-1], key
     assert json.loads((out / "config.json").read_text())["order"] == "both"
+
+
+def test_rlmt_cli(tiny, tmp_path, capsys):
+    from seer.cli import main
+
+    model, vie = tiny
+    out = tmp_path / "cli"
+    args = [
+        "train",
+        "rlmt",
+        "--vie",
+        str(vie),
+        "--evaluator",
+        str(model),
+        "--out",
+        str(out),
+        "--order",
+        "policy_first",
+        "--set",
+        "grpo.max_steps=1",
+        "--set",
+        "grpo.num_generations=4",
+        "--set",
+        "grpo.per_device_train_batch_size=8",
+        "--set",
+        "grpo.gradient_accumulation_steps=1",
+        "--set",
+        "grpo.max_completion_length=6",
+        "--set",
+        "eval_samples=1",
+        "--set",
+        "max_reasoning_tokens=3",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "policy_after" in printed and "s/step" in printed
+    assert json.loads((out / "config.json").read_text())["order"] == "policy_first"
+    assert (
+        main(
+            [
+                "generate",
+                "--checkpoint",
+                str(out),
+                "--prompt",
+                "a red circle in the center, on a white background",
+                "--instruction",
+                "make it look like night",
+                "--out",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "g.png").exists()
+    capsys.readouterr()
+    assert (
+        main(["train", "rlmt", "--vie", str(vie), "--evaluator", str(tmp_path / "none"), "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none" in err[0]

@@ -15,6 +15,7 @@ KV cache. Directory layout (Hugging Face): `lm/` (LlamaForCausalLM), `vq/` (VQMo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -57,6 +58,20 @@ class MiniConfig:
     @property
     def image_tokens(self) -> int:
         return self.tokens_per_side**2
+
+
+@contextlib.contextmanager
+def _quiet_hub_bars():
+    """transformers' per-file loading/saving bars say nothing about a tiny local model."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 class MiniUMM(UnifiedModel):
@@ -105,7 +120,8 @@ class MiniUMM(UnifiedModel):
         with atomic_dir(directory) as tmp:
             # Cast copies, so the live model keeps its precision whatever happens here.
             weights = {k: v.to(dtype) for k, v in lm.state_dict().items()} if dtype else None
-            lm.save_pretrained(tmp / "lm", state_dict=weights)
+            with _quiet_hub_bars():
+                lm.save_pretrained(tmp / "lm", state_dict=weights)
             vq = copy.deepcopy(self.vq.vq)
             (vq.to(dtype) if dtype else vq).save_pretrained(tmp / "vq")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
@@ -121,7 +137,8 @@ class MiniUMM(UnifiedModel):
             raw = json.loads((directory / CONFIG_FILE).read_text())
             raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
             config = MiniConfig(**{**raw, **options})
-            lm = LlamaForCausalLM.from_pretrained(directory / "lm", dtype=torch.float32)
+            with _quiet_hub_bars():
+                lm = LlamaForCausalLM.from_pretrained(directory / "lm", dtype=torch.float32)
             vq = VQModel.from_pretrained(directory / "vq", torch_dtype=torch.float32)
             tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
         except (OSError, TypeError, ValueError, SafetensorError) as err:
