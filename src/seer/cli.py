@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="one PNG: baseline | reprompted, labelled")
     p.add_argument("--out-dir", help="baseline.png, reprompted.png, side_by_side.png and result.json")
     p.add_argument("--batch", help="JSONL of {prompt, instruction, seed}; one folder per row in --out-dir")
-    p.add_argument("--no-reprompt", action="store_true", help="plain path: one image from prompt + instruction")
+    p.add_argument("--no-reprompt", action="store_true", help="one image from prompt + instruction")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--scale", type=int, default=4, help="enlarge the saved PNGs (nearest neighbour)")
