@@ -152,6 +152,15 @@ def test_tuple_dict_and_optional_fields():
     assert resolve(Small, overrides=["table.z=3"]).table == {"z": 3}
 
 
+def test_list_fields_stay_lists():
+    from seer.train.rlvr import RLVRConfig
+
+    cfg = resolve(RLVRConfig, overrides=["eval_splits=[test_ood]", "curriculum_schedule=[0, 0.5, 0.75]"])
+    assert cfg.eval_splits == ["test_ood"] and cfg.curriculum_schedule == [0.0, 0.5, 0.75]
+    with pytest.raises(ConfigError, match="eval_splits: expected a list"):
+        resolve(RLVRConfig, overrides=["eval_splits=test_ood"])
+
+
 def test_dotted_override_into_a_dict_field_changes_one_entry():
     """`--set` overrides one key ("override one config key, e.g. --set steps=100"): setting
     one mix weight must keep the other kinds. BUG: build() replaces the whole dict, so

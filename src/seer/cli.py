@@ -172,32 +172,26 @@ def _print_quality(quality: dict) -> None:
                   f"fidelity {row['fidelity']:.3f}  (n={row['n']})")
 
 
-def _print_evaluator(metrics: dict) -> None:
+def _print_evaluator(accuracy: dict) -> None:
     for tag in ("before", "after"):
-        for split, table in metrics.get(tag, {}).items():
+        for split, table in accuracy.get(tag, {}).items():
             gap = table.get("position_bias_gap", float("nan"))
             print(f"{tag:6s} {split:9s} accuracy {table['accuracy']:.3f}  format {table['format']:.3f}  "
                   f"position gap {gap:.3f}  (n={table['n']})")
 
 
-def _eval_evaluator(args: argparse.Namespace) -> None:
-    from seer.data.vie import load_items, open_images
-    from seer.eval.evaluator import evaluate_items
-    from seer.io import atomic_write_json
-    from seer.models import load_model
+def _eval(args: argparse.Namespace) -> None:
+    from seer.config import resolve
+    from seer.eval.suite import EvalConfig, run_eval
 
+    direct = {"checkpoint": args.checkpoint, "evaluator": args.evaluator, "vie": args.vie,
+              "splits": args.splits, "sections": args.sections, "samples": args.samples}
+    cfg = resolve(EvalConfig, args.config, args.set, out=args.out, seed=args.seed, **direct)
     _threads(args)
-    model = load_model(args.backend, args.model)
-    model.eval()
-    tables = {}
-    for split in args.splits:
-        items = load_items(args.vie, split)
-        tables[split] = evaluate_items(model, items, lambda row: open_images(args.vie, row),
-                                       batch_size=args.batch_size, desc=f"eval {split}")
-    _print_evaluator({"after": tables})
-    if args.out:
-        atomic_write_json(Path(args.out), {"model": args.model, "vie": args.vie, "evaluator": tables})
-        print(f"wrote {args.out}")
+    metrics = run_eval(cfg)
+    _print_evaluator(metrics.get("evaluator_accuracy", {}))
+    _print_quality(metrics.get("generation", {}))
+    print(f"wrote {Path(cfg.out) / 'metrics.json'} and its CSV tables")
 
 
 # ---------------------------------------------------------------- seer generate
@@ -358,17 +352,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.set_defaults(func=_train_rlmt)
 
-    evaluate = commands.add_parser("eval", help="measure a checkpoint")
-    esub = evaluate.add_subparsers(dest="eval_command", required=True)
-    p = esub.add_parser("evaluator", help="evaluator accuracy on held-out image pairs of a VIE set")
-    p.add_argument("--model", help="model folder (default: the packaged mini model)")
-    p.add_argument("--backend", choices=["mini"], help="backend (default: read from --model, else mini)")
-    p.add_argument("--vie", required=True, help="VIE set folder")
-    p.add_argument("--splits", nargs="+", default=["test_id", "test_ood"])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", help="write the tables to this JSON file")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
-    p.set_defaults(func=_eval_evaluator)
+    p = commands.add_parser("eval", help="measure a SEER run against baselines: metrics.json and CSV tables")
+    _config_args(p, "EvalConfig", "--set samples=50 --set retention_items=0", "runs/eval")
+    p.add_argument("--checkpoint", help="the trained policy (default runs/rlmt/model)")
+    p.add_argument("--evaluator", help="the RLVR model (default runs/rlvr/model)")
+    p.add_argument("--vie", help="VIE set folder (default runs/vie)")
+    p.add_argument("--splits", nargs="+", help="VIE splits (default test_id test_ood)")
+    p.add_argument("--sections", nargs="+", choices=["evaluator", "generation", "retention"],
+                   help="what to measure (default: all)")
+    p.add_argument("--samples", type=int, help="samples per split (default: all)")
+    p.set_defaults(func=_eval)
 
     p = commands.add_parser("generate", help="reprompt, then generate: baseline and reprompted images")
     p.add_argument("--backend", choices=["mini"], help="backend (default: read from the folder, else mini)")

@@ -35,11 +35,11 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         if value is None:
             return None
         return _convert(value, options[0], key)
-    if origin is tuple:
+    if origin in (tuple, list):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         inner = typing.get_args(kind)[0]
-        return tuple(_convert(v, inner, key) for v in value)
+        return origin(_convert(v, inner, key) for v in value)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")

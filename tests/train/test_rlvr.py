@@ -263,25 +263,12 @@ def test_rlvr_and_eval_cli(tiny_vie, tmp_path, capsys):
     assert "after  test_id" in printed and "wrote" in printed
     assert "before" not in json.loads((out / "metrics.json").read_text())
 
-    report = tmp_path / "eval.json"
-    assert (
-        main(
-            [
-                "eval",
-                "evaluator",
-                "--model",
-                str(out / "model"),
-                "--vie",
-                str(vie),
-                "--splits",
-                "test_ood",
-                "--out",
-                str(report),
-            ]
-        )
-        == 0
-    )
-    assert set(json.loads(report.read_text())["evaluator"]) == {"test_ood"}
+    report = tmp_path / "eval"
+    assert main(["eval", "--evaluator", str(out / "model"), "--vie", str(vie), "--splits", "test_ood",
+                 "--sections", "evaluator", "--set", f"base={model}", "--out", str(report)]) == 0
+    accuracy = json.loads((report / "metrics.json").read_text())["evaluator_accuracy"]
+    assert set(accuracy) == {"before", "after"} and set(accuracy["after"]) == {"test_ood"}
+    assert (report / "evaluator.csv").exists()
     capsys.readouterr()
 
     assert (
