@@ -53,7 +53,8 @@ def _sample(instruction: str) -> dict:
         ("a small red square in the center, on a navy background, with a moon", (0, 0, 1)),
         # An extra object is a hallucination too.
         (
-            "a small red circle in the center, a large blue square on the left, on a navy background, with a moon",
+            "a small red circle in the center, a large blue square on the left, on a navy background, "
+            "with a moon",
             (0, 1, 0),
         ),
     ],

@@ -220,7 +220,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "logs": dict(cfg.logs),
     }
-    checkpoint = load_model(None, cfg.checkpoint).eval() if {"generation", "retention"} & set(cfg.sections) else None
+    uses_checkpoint = {"generation", "retention"} & set(cfg.sections)
+    checkpoint = load_model(None, cfg.checkpoint).eval() if uses_checkpoint else None
     base = load_model(None, cfg.base).eval()
     before = load_model(None, cfg.policy_before).eval() if cfg.policy_before else base
 
