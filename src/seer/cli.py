@@ -194,6 +194,23 @@ def _eval(args: argparse.Namespace) -> None:
     print(f"wrote {Path(cfg.out) / 'metrics.json'} and its CSV tables")
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from seer.config import resolve
+    from seer.demo import DemoConfig, run_demo, summary_lines
+
+    cfg = resolve(DemoConfig, args.config, args.set, out=args.out, seed=args.seed, model=args.model)
+    _threads(args)
+    metrics = run_demo(cfg, resume=args.resume)
+    print()
+    for line in summary_lines(metrics):
+        print(line)
+    out = Path(cfg.out)
+    print(f"\nreport: {out / 'report.html'}")
+    print(f"try: seer generate --checkpoint {out / 'checkpoints' / 'rlmt'} --prompt "
+          "'a large red circle in the center, on a white background' --instruction 'make it look like night' "
+          f"--out {out / 'night.png'}")
+
+
 # ---------------------------------------------------------------- seer generate
 
 def _model_dir(args: argparse.Namespace) -> str | None:
@@ -270,11 +287,28 @@ def _batch_rows(path: str) -> list[dict]:
     return rows
 
 
+# ---------------------------------------------------------------- seer report
+
+def _report(args: argparse.Namespace) -> None:
+    from seer.report import load_metrics, summary_lines, write_report
+
+    out = write_report(args.run, args.out)
+    for line in summary_lines(load_metrics(args.run)):
+        print(line)
+    print(f"wrote {out}")
+
+
 # ---------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("demo", help="the whole method end to end: VIE, RLVR, RLMT, eval, report")
+    _config_args(p, "DemoConfig", "--set rlmt.grpo.max_steps=10", "runs/demo")
+    p.add_argument("--model", help="base model folder (default: the packaged mini model)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
+    p.set_defaults(func=_demo)
 
     world = commands.add_parser("world", help="the shapes world: render, sample, score")
     wsub = world.add_subparsers(dest="world_command", required=True)
@@ -362,6 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to measure (default: all)")
     p.add_argument("--samples", type=int, help="samples per split (default: all)")
     p.set_defaults(func=_eval)
+
+    p = commands.add_parser("report", help="one self-contained HTML file of a run: tables, curves, images")
+    p.add_argument("--run", required=True, help="run folder holding metrics.json from `seer eval`")
+    p.add_argument("--out", help="HTML file to write (default RUN/report.html)")
+    p.set_defaults(func=_report)
 
     p = commands.add_parser("generate", help="reprompt, then generate: baseline and reprompted images")
     p.add_argument("--backend", choices=["mini"], help="backend (default: read from the folder, else mini)")
