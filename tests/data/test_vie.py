@@ -32,8 +32,7 @@ from seer.world.descriptors import DescriptorError, parse
 from seer.world.instructions import load_instructions
 from seer.world.render import render
 
-TINY = MiniConfig(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
-                  vq_unshuffle=8)
+TINY = MiniConfig.tiny()
 SMALL = dict(n_train=3, n_validation=2, n_test_id=2, n_test_ood=2, require_margin=False,
              difficulty_samples=2, batch_size=4, max_new_tokens=8)
 

@@ -17,9 +17,7 @@ from seer.eval.baselines import rule_based, texts_for
 from seer.eval.suite import SCHEMA, EvalConfig, failure_modes, run_eval
 from seer.models.mini.model import MiniConfig, MiniUMM
 
-TINY = MiniConfig(
-    hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,), vq_unshuffle=8
-)
+TINY = MiniConfig.tiny()
 PROMPT = "a small red circle in the center, on a white background"
 
 

@@ -15,8 +15,7 @@ from seer.world.descriptors import parse
 from seer.world.render import render
 
 # 8x8 pixel patches: 64 tokens an image keep the tests fast.
-TINY = MiniConfig(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
-                  vq_unshuffle=8)
+TINY = MiniConfig.tiny()
 TEXT = "a large red circle on the left, on a blue background"
 QUESTION = "does it look nocturnal ?"
 

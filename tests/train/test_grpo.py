@@ -22,9 +22,7 @@ from seer.train.grpo import (
     reduce_loss,
 )
 
-TINY = MiniConfig(
-    hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,), vq_unshuffle=8
-)
+TINY = MiniConfig.tiny()
 
 
 # ---------------------------------------------------------------- advantages

@@ -18,9 +18,7 @@ from seer.rollout import ImageCache, Rollout
 from seer.train.grpo import GRPOConfig
 from seer.train.rlmt import RLMTConfig, RLMTStage, run_rlmt
 
-TINY = MiniConfig(
-    hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,), vq_unshuffle=8
-)
+TINY = MiniConfig.tiny()
 
 
 # ---------------------------------------------------------------- parser and reward math

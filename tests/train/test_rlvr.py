@@ -19,9 +19,7 @@ from seer.rewards import TagFormat, accuracy_reward, format_reward, parse_tagged
 from seer.train.grpo import GRPOConfig
 from seer.train.rlvr import RLVRConfig, RLVRStage, curriculum_buckets, run_rlvr
 
-TINY = MiniConfig(
-    hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,), vq_unshuffle=8
-)
+TINY = MiniConfig.tiny()
 
 
 # ---------------------------------------------------------------- parser and rewards

@@ -59,6 +59,13 @@ class MiniConfig:
     def image_tokens(self) -> int:
         return self.tokens_per_side**2
 
+    @classmethod
+    def tiny(cls, **changes) -> MiniConfig:
+        """A tiny random configuration (64 image tokens of an 8x8 grid, 2 small layers):
+        for tests and smoke runs of every command in seconds, never for figures."""
+        base = dict(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,), vq_unshuffle=8)
+        return cls(**{**base, **changes})
+
 
 @contextlib.contextmanager
 def _quiet_hub_bars():
