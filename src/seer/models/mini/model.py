@@ -63,7 +63,8 @@ class MiniConfig:
     def tiny(cls, **changes) -> MiniConfig:
         """A tiny random configuration (64 image tokens of an 8x8 grid, 2 small layers):
         for tests and smoke runs of every command in seconds, never for figures."""
-        base = dict(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,), vq_unshuffle=8)
+        base = dict(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
+                    vq_unshuffle=8)
         return cls(**{**base, **changes})
 
 
