@@ -328,6 +328,14 @@ class GRPOEngine:
 
     # ------------------------------------------------------------ one step
 
+    def _gather(self, x: torch.Tensor) -> torch.Tensor:
+        """All processes' values, on the CPU (collectives run on the process's device: NCCL
+        needs CUDA tensors, gloo CPU ones)."""
+        return self.accelerator.gather(x.to(self.accelerator.device)).cpu()
+
+    def _sum(self, x: torch.Tensor) -> torch.Tensor:
+        return self.accelerator.reduce(x.to(self.accelerator.device), "sum").cpu()
+
     def _generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed(hash_seed(self.seed, step, self.accelerator.process_index))
 
@@ -372,7 +380,7 @@ class GRPOEngine:
         rewarded = {k: v for k, v in parts.items() if not k.startswith("metric/")}
         rewards = _sum_rewards(rewarded, self.reward_weights)
         check_finite("reward", rewards, step)
-        batch_std = acc.gather(rewards).std() if cfg.scale_rewards == "batch" else None
+        batch_std = self._gather(rewards).std() if cfg.scale_rewards == "batch" else None
         advantages = group_advantages(rewards, cfg.num_generations, cfg.scale_rewards, batch_std)
 
         n = len(rollout.prompts)
@@ -381,7 +389,7 @@ class GRPOEngine:
         if cfg.mask_truncated_completions:
             keep = 1.0 - torch.tensor(rollout.samples.truncated, dtype=torch.float32)
         tokens_here = float((lengths * keep).sum())
-        tokens_all = float(acc.reduce(torch.tensor(tokens_here), "sum"))
+        tokens_all = float(self._sum(torch.tensor(tokens_here)))
         procs = acc.num_processes
         micro = [
             list(range(k, min(k + cfg.per_device_train_batch_size, n)))
@@ -403,12 +411,12 @@ class GRPOEngine:
             self.optimizer.zero_grad(set_to_none=True)
             for j, rows in enumerate(micro):
                 logp, mask = self._logps(self.model, rollout, rows)
-                mask = mask & (keep[rows] > 0).unsqueeze(1)
+                mask = mask & (keep[rows] > 0).unsqueeze(1).to(mask.device)
                 old_logp = old[j] if j in old else logp.detach()
                 loss_tok, s = per_token_loss(
                     logp,
                     old_logp,
-                    advantages[rows],
+                    advantages[rows].to(logp.device),
                     mask,
                     epsilon=cfg.epsilon,
                     epsilon_high=cfg.epsilon_high,
@@ -447,18 +455,18 @@ class GRPOEngine:
             self.optimizer.step()
             self.scheduler.step()
             stats.setdefault("grad_norm", []).append(float(norm))
-            stats.setdefault("loss", []).append(float(acc.reduce(torch.tensor(step_loss), "sum")) / procs)
+            stats.setdefault("loss", []).append(float(self._sum(torch.tensor(step_loss))) / procs)
 
-        everyone = acc.gather(rewards)
+        everyone = self._gather(rewards)
         groups = everyone.view(-1, cfg.num_generations)
         record: dict[str, float] = {
             "step": step + 1,
             "reward": float(everyone.mean()),
             "reward_std": float(groups.std(1).mean()),
             "frac_reward_zero_std": float((groups.std(1) < 1e-6).float().mean()),
-            "completion_length": float(acc.gather(lengths).mean()),
+            "completion_length": float(self._gather(lengths).mean()),
             "truncated": float(
-                acc.gather(torch.tensor(rollout.samples.truncated, dtype=torch.float32)).mean()
+                self._gather(torch.tensor(rollout.samples.truncated, dtype=torch.float32)).mean()
             ),
             "learning_rate": self.scheduler.get_last_lr()[0],
             "seconds_sampling": t_sample,
@@ -466,7 +474,7 @@ class GRPOEngine:
         }
         for key, value in parts.items():
             name = key.removeprefix("metric/") if key.startswith("metric/") else f"rewards/{key}"
-            record[name] = float(acc.gather(value).mean())
+            record[name] = float(self._gather(value).mean())
         for key, values in stats.items():
             record[key] = float(sum(values) / len(values))
         return record
