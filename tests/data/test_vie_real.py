@@ -113,3 +113,10 @@ def test_elaborations_keep_the_prompt(rows):
         missing = [w for w in _words(r["prompt"]) if w not in STOPWORDS
                    and not any(h.startswith(w[:max(4, len(w) - 2)]) for h in have)]
         assert missing == [], (r["prompt"], r["elaboration"])
+
+
+def test_difficulty_reaches_the_built_set():
+    from seer.data.vie import read_user_jsonl
+
+    rows = read_user_jsonl(Path(__file__).parents[2] / "data" / "vie-real.jsonl")
+    assert {t.instruction_difficulty for t in rows["test_ood"]} == {"simple", "hard"}

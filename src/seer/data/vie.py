@@ -149,9 +149,12 @@ def read_user_jsonl(path: str | Path) -> dict[str, list[Triple]]:
         split = row.get("split", "train")
         if split not in SPLITS:
             raise ValueError(f"{where}: field 'split' must be one of {', '.join(SPLITS)}, got {split!r}")
+        difficulty = row.get("difficulty")
+        if difficulty not in (None, "simple", "hard"):
+            raise ValueError(f"{where}: field 'difficulty' must be simple or hard, got {difficulty!r}")
         index = len(rows[split])
         rows[split].append(Triple(sample_id(split, index), split, row["prompt"].strip(),
-                                  row["instruction"].strip(), row["elaboration"].strip(), "user", None))
+                                  row["instruction"].strip(), row["elaboration"].strip(), "user", difficulty))
     if not any(rows.values()):
         raise ValueError(f"{path}: no samples (expected one JSON object per line)")
     return rows
