@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from seer.config import ConfigError, build, parse_override, resolve
 from seer.data.mix import DEFAULT_WEIGHTS
@@ -325,3 +327,29 @@ def test_build_directly():
     assert cfg.model.hidden_size == 16 and cfg.steps == 3 and cfg.model.num_layers == 6
     with pytest.raises(ConfigError, match=r"unknown config key 'x.nope'"):
         build(Inner, {"nope": 1}, prefix="x.")
+
+
+def test_a_section_of_a_multi_command_file(tmp_path):
+    from seer.train.rlvr import RLVRConfig
+
+    path = tmp_path / "gpu.yaml"
+    path.write_text("opts: &o\n  dtype: bfloat16\nrlvr:\n  model_options: *o\n  grpo:\n    max_steps: 7\n"
+                    "rlmt:\n  order: both\n")
+    cfg = resolve(RLVRConfig, f"{path}:rlvr")
+    assert cfg.grpo.max_steps == 7 and cfg.model_options == {"dtype": "bfloat16"}
+    with pytest.raises(ConfigError, match="no section 'rlvr_full' \\(sections: opts, rlvr, rlmt\\)"):
+        resolve(RLVRConfig, f"{path}:rlvr_full")
+
+
+def test_every_shipped_gpu_config_section_resolves():
+    from seer.train.rlmt import RLMTConfig
+    from seer.train.rlvr import RLVRConfig
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        sections = yaml.safe_load(path.read_text())
+        for name in sections:
+            if name.startswith("rlvr") or name.startswith("rlmt"):
+                cls = RLVRConfig if name.startswith("rlvr") else RLMTConfig
+                resolve(cls, f"{path}:{name}").validate()

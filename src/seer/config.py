@@ -96,10 +96,20 @@ def resolve(cls: type, path: str | Path | None = None, overrides: list[str] = ()
     """Defaults, then the YAML file, then `--set` overrides, then explicit options."""
     data: dict[str, Any] = {}
     if path is not None:
+        # "file.yaml:rlvr" reads one section of a file that configures several commands.
+        section = None
+        if ":" in str(path) and not Path(path).exists():
+            path, section = str(path).rsplit(":", 1)
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise ConfigError(f"{path}: cannot read config: {str(err).splitlines()[0]}") from None
+        if section is not None:
+            if not isinstance(loaded, dict) or not isinstance(loaded.get(section), dict):
+                sections = loaded.items() if isinstance(loaded, dict) else []
+                known = ", ".join(k for k, v in sections if isinstance(v, dict))
+                raise ConfigError(f"{path}: no section '{section}' (sections: {known})")
+            loaded = loaded[section]
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys")
         data = loaded

@@ -51,6 +51,8 @@ class VIEConfig:
     seed: int = 0
     source: str = "world"  # "world", or a JSONL of {prompt, instruction, elaboration[, split]}
     model: str | None = None  # model folder; None: the packaged mini model
+    # Keyword arguments for the backend's from_pretrained (dtype, device, gradient_checkpointing, ...).
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     n_train: int = 300
     n_validation: int = 60
     n_test_id: int = 100
@@ -336,7 +338,7 @@ def build_vie(cfg: VIEConfig, model=None) -> Path:
     if model is None:
         from seer.models import load_model, packaged_mini_weights
 
-        model = load_model(None, cfg.model).eval()
+        model = load_model(None, cfg.model, **cfg.model_options).eval()
         model_path = cfg.model if cfg.model is not None else str(packaged_mini_weights())
 
     built: dict[str, list[tuple]] = {}

@@ -46,6 +46,8 @@ class EvalConfig:
     base: str | None = None  # the model before SEER (default: the packaged mini model)
     policy_before: str | None = "runs/rlvr/model"  # the policy before RLMT (RLMT's starting point)
     vie: str = "runs/vie"
+    # Keyword arguments for the backend's from_pretrained (dtype, device, gradient_checkpointing, ...).
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     splits: list[str] = dataclasses.field(default_factory=lambda: ["test_id", "test_ood"])
     samples: int = 0  # per split; 0: all
     evaluator_items: int = 0  # per split; 0: all
@@ -221,12 +223,14 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         "logs": dict(cfg.logs),
     }
     uses_checkpoint = {"generation", "retention"} & set(cfg.sections)
-    checkpoint = load_model(None, cfg.checkpoint).eval() if uses_checkpoint else None
-    base = load_model(None, cfg.base).eval()
-    before = load_model(None, cfg.policy_before).eval() if cfg.policy_before else base
+    checkpoint = load_model(None, cfg.checkpoint, **cfg.model_options).eval() if uses_checkpoint else None
+    base = load_model(None, cfg.base, **cfg.model_options).eval()
+    before = base
+    if cfg.policy_before and "generation" in cfg.sections:
+        before = load_model(None, cfg.policy_before, **cfg.model_options).eval()
 
     if cfg.evaluator and "evaluator" in cfg.sections:
-        evaluator = load_model(None, cfg.evaluator).eval()
+        evaluator = load_model(None, cfg.evaluator, **cfg.model_options).eval()
         acc: dict[str, dict] = {"before": {}, "after": {}}
         for split in cfg.splits:
             items = load_items(cfg.vie, split)
@@ -296,14 +300,15 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                     "images": names,
                 }
             )
-    metrics |= {
-        "generation": generation,
-        "gap_closed": gaps,
-        "efficiency": efficiency,
-        "failure_modes": failures,
-        "examples": examples,
-    }
-    if cfg.retention_items:
+    if "generation" in cfg.sections:
+        metrics |= {
+            "generation": generation,
+            "gap_closed": gaps,
+            "efficiency": efficiency,
+            "failure_modes": failures,
+            "examples": examples,
+        }
+    if cfg.retention_items and "retention" in cfg.sections:
         metrics["retention"] = {
             "before": retention(base, cfg.retention_items, cfg.seed, cfg.batch_size),
             "after": retention(checkpoint, cfg.retention_items, cfg.seed, cfg.batch_size),

@@ -11,15 +11,16 @@ from pathlib import Path
 
 from seer.models.interface import ModelError, UnifiedModel
 
-BACKENDS = ("mini",)
+BACKENDS = ("mini", "janus", "harmon")
 
 
 def packaged_mini_weights() -> Path:
     return Path(str(importlib.resources.files("seer.models.mini") / "weights"))
 
 
-def load_model(backend: str | None = None, path: str | Path | None = None) -> UnifiedModel:
-    """The model in `path` (its backend read from the folder), or the packaged mini model."""
+def load_model(backend: str | None = None, path: str | Path | None = None, **options) -> UnifiedModel:
+    """The model in `path` (its backend read from the folder), or the packaged mini model.
+    `options` go to the backend's `from_pretrained` (dtype, device, ...)."""
     if backend is not None and backend not in BACKENDS:
         raise ModelError(f"unknown backend '{backend}' (expected one of: {', '.join(BACKENDS)})")
     if path is None:
@@ -32,8 +33,27 @@ def load_model(backend: str | None = None, path: str | Path | None = None) -> Un
     path = Path(path)
     if not path.is_dir():
         raise ModelError(f"{path}: no such model folder")
-    if (path / "mini.json").exists() or backend == "mini":
+    if backend == "mini" or (backend is None and (path / "mini.json").exists()):
         from seer.models.mini.model import MiniUMM
 
-        return MiniUMM.from_pretrained(path)
-    raise ModelError(f"{path}: cannot tell the backend (no mini.json); pass --backend")
+        return MiniUMM.from_pretrained(path, **options)
+    from seer.models.janus import is_janus_dir
+
+    if backend == "janus" or (backend is None and is_janus_dir(path)):
+        from seer.models.janus import JanusUMM
+
+        return JanusUMM.from_pretrained(path, **options)
+    if backend == "harmon" or (backend is None and _is_harmon_dir(path)):
+        from seer.models.harmon import HarmonUMM
+
+        return HarmonUMM.from_pretrained(path, **options)
+    raise ModelError(f"{path}: cannot tell the backend (no mini.json, no Janus config.json, no Harmon "
+                     "marker); pass --backend")
+
+
+def _is_harmon_dir(path: Path) -> bool:
+    try:
+        from seer.models.harmon import is_harmon_dir
+    except ImportError:
+        return False
+    return is_harmon_dir(path)

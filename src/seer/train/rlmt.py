@@ -60,6 +60,8 @@ class RLMTConfig:
     start: str = "rlvr"  # the policy starts from the RLVR checkpoint, or from the base model
     base_model: str | None = None  # the base model when start: base (default: the packaged mini)
     order: str = "both"
+    # Keyword arguments for the backend's from_pretrained (dtype, device, gradient_checkpointing, ...).
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     format_weight: float = 0.0
     reward_weight: float = 1.0
     guidance_scale: float | None = None
@@ -193,8 +195,8 @@ def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
     out = Path(cfg.out)
     world = load_manifest(cfg.vie).get("ground_truth", False)
     samples = load_samples(cfg.vie, "train")
-    judge = load_model(None, cfg.evaluator).eval()
-    policy = load_model(None, cfg.evaluator if cfg.start == "rlvr" else cfg.base_model)
+    judge = load_model(None, cfg.evaluator, **cfg.model_options).eval()
+    policy = load_model(None, cfg.evaluator if cfg.start == "rlvr" else cfg.base_model, **cfg.model_options)
     stage = RLMTStage(cfg, samples, judge, world=world)
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, cfg)
@@ -205,7 +207,7 @@ def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
         out,
         seed=cfg.seed,
         reward_weights={"endogenous": cfg.reward_weight, "format": cfg.format_weight},
-        load_model=lambda path: load_model(None, path),
+        load_model=lambda path: load_model(None, path, **cfg.model_options),
     )
     eval_sets = {}
     for split in cfg.eval_splits:

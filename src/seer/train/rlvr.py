@@ -52,6 +52,8 @@ class RLVRConfig:
     seed: int = 0
     vie: str = "runs/vie"
     model: str | None = None  # starting model folder; default: the packaged mini model
+    # Keyword arguments for the backend's from_pretrained (dtype, device, gradient_checkpointing, ...).
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     curriculum: str = "easy_to_hard"
     difficulty: str = "pass_rate"
     curriculum_buckets: int = 3
@@ -167,7 +169,7 @@ def run_rlvr(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
     out = Path(cfg.out)
     items = load_items(cfg.vie, "train")
     images = _ImageOpener(cfg.vie, open_images)
-    model = load_model(None, cfg.model)
+    model = load_model(None, cfg.model, **cfg.model_options)
     stage = RLVRStage(cfg, items, images)
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, cfg)
@@ -178,7 +180,7 @@ def run_rlvr(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
         out,
         seed=cfg.seed,
         reward_weights={"format": cfg.format_weight, "accuracy": cfg.accuracy_weight},
-        load_model=lambda path: load_model(None, path),
+        load_model=lambda path: load_model(None, path, **cfg.model_options),
     )
     metrics: dict[str, Any] = {"stage": "rlvr", "vie": str(cfg.vie), "curriculum": cfg.curriculum}
     eval_sets = {split: load_items(cfg.vie, split) for split in cfg.eval_splits}
