@@ -353,3 +353,13 @@ def test_every_shipped_gpu_config_section_resolves():
             if name.startswith("rlvr") or name.startswith("rlmt"):
                 cls = RLVRConfig if name.startswith("rlvr") else RLMTConfig
                 resolve(cls, f"{path}:{name}").validate()
+
+
+def test_accelerate_configs_parse():
+    folder = Path(__file__).parents[1] / "configs" / "accelerate"
+    kinds = {}
+    for path in folder.glob("*.yaml"):
+        body = yaml.safe_load(path.read_text())
+        assert body["num_processes"] >= 2 and body["compute_environment"] == "LOCAL_MACHINE", path
+        kinds[path.stem] = body["distributed_type"]
+    assert {"MULTI_GPU", "FSDP", "DEEPSPEED"} <= set(kinds.values())
