@@ -8,7 +8,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from seer.data import templates as T
@@ -37,13 +36,7 @@ SMALL = dict(n_train=3, n_validation=2, n_test_id=2, n_test_ood=2, require_margi
              difficulty_samples=2, batch_size=4, max_new_tokens=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to share: threads only contend (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

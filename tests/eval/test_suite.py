@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from seer.cli import main
 from seer.data.mix import vocabulary_corpus
@@ -62,12 +61,7 @@ def test_failure_modes_on_hand_made_reprompts(text, expected):
     assert (rates["laziness"], rates["hallucination"], rates["omission"]) == expected
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -86,12 +86,7 @@ def test_image_cache_renders_each_text_and_seed_once():
 # ---------------------------------------------------------------- end to end on a tiny model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from seer.cli import main
 from seer.config import ConfigError
@@ -158,12 +157,7 @@ def test_bad_rlvr_config_names_the_key(changes, message):
 # ---------------------------------------------------------------- end to end on a tiny model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from seer.io import atomic_dir
+from seer.models._hub import quiet_hub_bars
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 
 MODEL_TYPE = "janus"
@@ -69,18 +70,6 @@ def is_janus_dir(path: str | Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _quiet_hub_bars():
-    """transformers' per-file loading/saving bars say nothing useful here."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def _first_line(err: BaseException) -> str:
@@ -254,7 +243,7 @@ class JanusUMM(UnifiedModel):
     def save_pretrained(self, directory: str | Path) -> None:
         """config.json + safetensors + generation config + processor files (tokenizer, image
         processor, chat template); LoRA merged; the folder appears whole or not at all."""
-        with atomic_dir(directory) as tmp, _quiet_hub_bars():
+        with atomic_dir(directory) as tmp, quiet_hub_bars():
             self.model.save_pretrained(tmp, state_dict=self.plain_state_dict())
             self.processor.save_pretrained(tmp)
 
@@ -284,7 +273,7 @@ class JanusUMM(UnifiedModel):
         dtype = _dtype(dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
-            with _quiet_hub_bars():
+            with quiet_hub_bars():
                 model = JanusForConditionalGeneration.from_pretrained(
                     directory, dtype=dtype, local_files_only=True, **extra)
                 processor = JanusProcessor.from_pretrained(directory, local_files_only=True)

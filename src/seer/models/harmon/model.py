@@ -63,6 +63,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from seer.io import atomic_dir, atomic_write_json
+from seer.models._hub import quiet_hub_bars
 from seer.models.harmon import loading
 from seer.models.harmon.mar import (
     DiffusionSchedule,
@@ -158,17 +159,6 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-@contextlib.contextmanager
-def _quiet_hub_bars():
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def _no_init():
@@ -329,7 +319,7 @@ class HarmonUMM(UnifiedModel):
         lm = self._merged_lm()
         with atomic_dir(directory) as tmp:
             weights = {k: v.to(dtype) for k, v in lm.state_dict().items()} if dtype else None
-            with _quiet_hub_bars():
+            with quiet_hub_bars():
                 lm.save_pretrained(tmp / "llm", state_dict=weights)
             self.tokenizer.save_pretrained(tmp / "tokenizer")
             vae = copy.deepcopy(self.vae)
@@ -391,7 +381,7 @@ class HarmonUMM(UnifiedModel):
         dtype = _dtype(dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:
-            with _quiet_hub_bars():
+            with quiet_hub_bars():
                 lm = Qwen2ForCausalLM.from_pretrained(directory / "llm", dtype=dtype, **extra)
             vae = AutoencoderKL.from_pretrained(directory / "vae", torch_dtype=dtype)
             tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
@@ -463,7 +453,7 @@ class HarmonUMM(UnifiedModel):
         try:
             lm_config = Qwen2Config.from_pretrained(llm_dir)
             tokenizer = PreTrainedTokenizerFast.from_pretrained(llm_dir)
-            with _quiet_hub_bars():
+            with quiet_hub_bars():
                 if parts["llm"]:
                     with _no_init():
                         lm = Qwen2ForCausalLM._from_config(lm_config, dtype=dtype, **extra)

@@ -15,7 +15,6 @@ KV cache. Directory layout (Hugging Face): `lm/` (LlamaForCausalLM), `vq/` (VQMo
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import json
@@ -30,6 +29,7 @@ from safetensors import SafetensorError
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from seer.io import atomic_dir, atomic_write_json
+from seer.models._hub import quiet_hub_bars
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
@@ -68,18 +68,6 @@ class MiniConfig:
         return cls(**{**base, **changes})
 
 
-@contextlib.contextmanager
-def _quiet_hub_bars():
-    """transformers' per-file loading/saving bars say nothing about a tiny local model."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 class MiniUMM(UnifiedModel):
@@ -128,7 +116,7 @@ class MiniUMM(UnifiedModel):
         with atomic_dir(directory) as tmp:
             # Cast copies, so the live model keeps its precision whatever happens here.
             weights = {k: v.to(dtype) for k, v in lm.state_dict().items()} if dtype else None
-            with _quiet_hub_bars():
+            with quiet_hub_bars():
                 lm.save_pretrained(tmp / "lm", state_dict=weights)
             vq = copy.deepcopy(self.vq.vq)
             (vq.to(dtype) if dtype else vq).save_pretrained(tmp / "vq")
@@ -145,7 +133,7 @@ class MiniUMM(UnifiedModel):
             raw = json.loads((directory / CONFIG_FILE).read_text())
             raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
             config = MiniConfig(**{**raw, **options})
-            with _quiet_hub_bars():
+            with quiet_hub_bars():
                 lm = LlamaForCausalLM.from_pretrained(directory / "lm", dtype=torch.float32)
             vq = VQModel.from_pretrained(directory / "vq", torch_dtype=torch.float32)
             tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
