@@ -175,7 +175,7 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
         )
     for split, table in metrics.get("generation", {}).items():
         lines.append(f"instruction satisfaction ({split}):")
-        for method in ("plain", "baseline", "rule_based", "policy_before", "policy_after", "oracle"):
+        for method in ("plain", "baseline", "rule_based", "llm", "policy_before", "policy_after", "oracle"):
             if method in table:
                 row = table[method]["all"]
                 lines.append(f"  {method:14s} {row['satisfaction']:6.1%}  fidelity {row['fidelity']:6.1%}")

@@ -13,6 +13,7 @@ from seer.cli import main
 from seer.data.mix import vocabulary_corpus
 from seer.data.vie import VIEConfig, build_vie
 from seer.eval.baselines import rule_based, texts_for
+from seer.eval.llm_rewriter import unavailable_reason
 from seer.eval.suite import SCHEMA, EvalConfig, failure_modes, run_eval
 from seer.models.mini.model import MiniConfig, MiniUMM
 
@@ -103,6 +104,10 @@ def test_eval_writes_every_section_and_the_tables(tiny, tmp_path):
     saved = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert saved["schema"] == SCHEMA and saved["logs"] == {"rlmt": "checkpoints/rlmt/log.jsonl"}
     methods = {"plain", "baseline", "rule_based", "oracle", "policy_before", "policy_after"}
+    # The external LLM rewriter joins every table where its extra is installed (CI installs it).
+    llm = unavailable_reason() is None
+    methods |= {"llm"} if llm else set()
+    assert metrics["llm_rewriter"].startswith("unavailable: ") != llm
     assert set(metrics["generation"]["test_id"]) == methods
     assert metrics["generation"]["test_id"]["oracle"]["all"]["n"] == 3
     assert set(metrics["evaluator_accuracy"]["after"]) == {"test_id", "test_ood"}
@@ -112,6 +117,8 @@ def test_eval_writes_every_section_and_the_tables(tiny, tmp_path):
         "omission",
     }
     assert {"gain", "gain_per_100_tokens", "seconds"} <= set(metrics["efficiency"]["test_id"]["policy_after"])
+    assert set(metrics["efficiency"]["test_id"]) == methods - {"plain", "baseline"}
+    assert set(metrics["failure_modes"]["test_id"]) == methods - {"plain"}
     assert {"attribute_questions", "concept_questions", "perplexity"} <= set(metrics["retention"]["after"])
     assert len(metrics["examples"]) == 4
     for example in metrics["examples"]:

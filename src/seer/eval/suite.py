@@ -5,8 +5,9 @@ Sections (docs/report.md documents the schema, "seer.eval/1"):
   checkpoint) on held-out image pairs, per kind and per image order;
 - generation: instruction satisfaction, prompt fidelity and exact scenes of the images
   each method's text gives (ground truth from the analyzer), per split and group;
-  methods: plain prompt, baseline text, rule-based rewriter, oracle elaboration, the policy
-  before RLMT and after; `gap_closed`: share of the baseline-to-oracle gap each closes;
+  methods: plain prompt, baseline text, rule-based rewriter, an external LLM rewriter
+  (`llm`, SmolLM2 offline, when its optional extra is installed), oracle elaboration, the
+  policy before RLMT and after; `gap_closed`: share of the baseline-to-oracle gap each closes;
 - efficiency: satisfaction gained over the baseline text per reprompt, per 100 reprompt
   tokens and per second of reprompting latency (docs/eval.md);
 - failure_modes: laziness, hallucination, omission rates of each method's texts;
@@ -55,6 +56,7 @@ class EvalConfig:
     examples: int = 6
     batch_size: int = 32
     max_new_tokens: int = 48
+    llm_rewriter: bool = True  # add the external LLM rewriter ("llm") when its extra is installed
     logs: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> log.jsonl, for the report
     sections: list[str] = dataclasses.field(default_factory=lambda: list(SECTIONS))
 
@@ -202,6 +204,25 @@ def _timed_reprompts(
     return texts, parsed, seconds
 
 
+def _llm_rewriter(cfg: EvalConfig, metrics: dict[str, Any]):
+    """The external LLM rewriter, or None with the reason in metrics["llm_rewriter"]."""
+    from seer.eval.llm_rewriter import GGUF_NAME, LLMRewriter, unavailable_reason
+
+    reason = unavailable_reason() if cfg.llm_rewriter else "disabled (llm_rewriter: false)"
+    if reason:
+        metrics["llm_rewriter"] = f"unavailable: {reason}"
+        return None
+    metrics["llm_rewriter"] = GGUF_NAME
+    return LLMRewriter(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+
+
+def _timed_llm(llm, samples: list[dict]) -> tuple[list[str], float]:
+    t0 = time.perf_counter()
+    texts = llm.rewrite([s["prompt"] for s in samples], [s["instruction"] for s in samples])
+    seconds = (time.perf_counter() - t0) / max(len(samples), 1)
+    return [t or s["baseline"] for t, s in zip(texts, samples, strict=True)], seconds
+
+
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     from seer.data.vie import load_items, load_samples, open_images
     from seer.eval.baselines import texts_for
@@ -246,6 +267,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         metrics["evaluator_accuracy"] = acc
 
     generation, gaps, efficiency, failures, examples = {}, {}, {}, {}, []
+    llm = _llm_rewriter(cfg, metrics) if "generation" in cfg.sections else None
     for split in cfg.splits if "generation" in cfg.sections else []:
         samples = load_samples(cfg.vie, split)
         samples = samples[: cfg.samples] if cfg.samples else samples
@@ -256,6 +278,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             texts[name], parsed, seconds[name] = _timed_reprompts(model, samples, cfg)
             if name == "policy_after":
                 parsed_after = parsed
+        if llm is not None:
+            texts["llm"], seconds["llm"] = _timed_llm(llm, samples)
         seeds = [sample_seed(cfg.seed, s) for s in samples]
         images, table = {}, {}
         for name, method_texts in texts.items():
@@ -267,7 +291,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         gaps[split] = {m: gap_closed(table, m) for m in texts if m not in ("baseline", "oracle")}
         base_sat = table["baseline"]["all"]["satisfaction"]
         efficiency[split] = {}
-        for name in ("rule_based", "oracle", "policy_before", "policy_after"):
+        for name in ("rule_based", "oracle", "policy_before", "policy_after", *(["llm"] if llm else [])):
             gain = table[name]["all"]["satisfaction"] - base_sat
             tokens = float(np.mean([len(t.split()) for t in texts[name]]))
             efficiency[split][name] = {
