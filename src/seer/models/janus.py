@@ -47,6 +47,7 @@ from PIL import Image
 
 from seer.io import atomic_dir
 from seer.models._hub import quiet_hub_bars
+from seer.models._text import completion_logps, left_pad, samples_at_eos
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 
 MODEL_TYPE = "janus"
@@ -316,13 +317,7 @@ class JanusUMM(UnifiedModel):
         return rows, pixels
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return left_pad(rows, self.pad_id, self.device)
 
     @staticmethod
     def _positions(mask: torch.Tensor, width: int) -> torch.Tensor:
@@ -368,16 +363,7 @@ class JanusUMM(UnifiedModel):
             mask = torch.cat([mask, (~done).long()[:, None].to(mask.device)], dim=1)
             logits, cache = self.forward_logits(token[:, None].to(self.device), mask, cache=cache, keep=1)
         tokens, lps = torch.stack(sampled, 1), torch.stack(logps, 1)
-        texts, token_ids, logprobs, truncated = [], [], [], []
-        for i in range(n):
-            row = tokens[i]
-            ends = (row == self.eos_id).nonzero()
-            length = int(ends[0]) + 1 if len(ends) else len(row)
-            token_ids.append(row[:length])
-            logprobs.append(lps[i, :length])
-            truncated.append(not len(ends))
-            texts.append(self.decode_text(row[:length]))
-        return TextSamples(texts, token_ids, logprobs, truncated)
+        return samples_at_eos(tokens, lps, self.eos_id, self.decode_text)
 
     def decode_text(self, token_ids: torch.Tensor) -> str:
         ids = [int(t) for t in token_ids if int(t) not in (self.eos_id, self.pad_id)]
@@ -393,14 +379,7 @@ class JanusUMM(UnifiedModel):
             empty = torch.zeros((len(rows), 0), device=ids.device)
             return empty, empty.bool()
         logits, _ = self.forward_logits(ids, mask, pixels, keep=width + 1)
-        logits = logits[:, :-1].float() / temperature  # position t predicts token t + 1
-        targets = ids[:, -width:]
-        logp = F.log_softmax(logits, dim=-1).gather(2, targets[..., None]).squeeze(2)
-        comp_mask = torch.zeros_like(targets, dtype=torch.bool)
-        for i, c in enumerate(completions):
-            if len(c):
-                comp_mask[i, width - len(c):] = True
-        return logp * comp_mask, comp_mask  # right-aligned: row i's tokens are its last len(c_i)
+        return completion_logps(logits, ids, completions, temperature)
 
     @torch.no_grad()
     def p_yes(self, questions, images, prefix="") -> YesNo:

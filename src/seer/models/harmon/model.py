@@ -64,6 +64,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from seer.io import atomic_dir, atomic_write_json
 from seer.models._hub import quiet_hub_bars
+from seer.models._text import completion_logps, left_pad, samples_at_eos
 from seer.models.harmon import loading
 from seer.models.harmon.mar import (
     DiffusionSchedule,
@@ -619,13 +620,7 @@ class HarmonUMM(UnifiedModel):
         return rows, flat
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r) :] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return left_pad(rows, self.pad_id, self.device)
 
     def embed(self, ids: torch.Tensor, images: ImageList = ()) -> torch.Tensor:
         """Word embeddings, image features at the IMAGE_TOKEN positions (row by row, in the
@@ -707,16 +702,7 @@ class HarmonUMM(UnifiedModel):
             mask = torch.cat([mask, (~done).long()[:, None].to(mask.device)], dim=1)
             logits, cache = self.forward_logits(None, mask, ids=token[:, None], cache=cache, keep=1)
         tokens, lps = torch.stack(sampled, 1), torch.stack(logps, 1)
-        texts, token_ids, logprobs, truncated = [], [], [], []
-        for i in range(n):
-            row = tokens[i]
-            ends = torch.isin(row, stops).nonzero()
-            length = int(ends[0]) + 1 if len(ends) else len(row)
-            token_ids.append(row[:length])
-            logprobs.append(lps[i, :length])
-            truncated.append(not len(ends))
-            texts.append(self.decode_text(row[:length]))
-        return TextSamples(texts, token_ids, logprobs, truncated)
+        return samples_at_eos(tokens, lps, self.eos_id, self.decode_text)
 
     def decode_text(self, token_ids: torch.Tensor) -> str:
         ids = [int(t) for t in token_ids if int(t) not in self.stop_ids | {self.eos_id, self.pad_id}]
@@ -732,15 +718,7 @@ class HarmonUMM(UnifiedModel):
             empty = torch.zeros((len(heads), 0), device=ids.device)
             return empty, empty.bool()
         logits, _ = self.forward_logits(self.embed(ids, flat), mask, keep=width + 1)
-        logits = logits[:, :-1].float() / temperature  # position t predicts token t + 1
-        targets = ids[:, -width:]
-        comp_mask = torch.zeros_like(targets, dtype=torch.bool)
-        for i, c in enumerate(completions):
-            if len(c):
-                comp_mask[i, width - len(c) :] = True
-        safe = targets.masked_fill(~comp_mask, 0)  # prompt ids under the mask (image placeholders too)
-        logp = F.log_softmax(logits, dim=-1).gather(2, safe[..., None]).squeeze(2)
-        return logp * comp_mask, comp_mask
+        return completion_logps(logits, ids, completions, temperature)
 
     @torch.no_grad()
     def p_yes(self, questions, images, prefix="") -> YesNo:

@@ -30,6 +30,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from seer.io import atomic_dir, atomic_write_json
 from seer.models._hub import quiet_hub_bars
+from seer.models._text import completion_logps, left_pad, samples_at_eos
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
@@ -212,13 +213,7 @@ class MiniUMM(UnifiedModel):
         return out
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r)
-            mask[i, width - len(r):] = 1
-        return ids.to(self.device), mask.to(self.device)
+        return left_pad(rows, self.pad_id, self.device)
 
     def forward_logits(self, ids: torch.Tensor, mask: torch.Tensor, cache=None, keep: int = 0,
                        use_cache: bool = False):
@@ -258,16 +253,7 @@ class MiniUMM(UnifiedModel):
             logits, cache = self.forward_logits(token[:, None], mask, cache=cache, keep=1)
         tokens = torch.stack(sampled, 1)
         lps = torch.stack(logps, 1)
-        texts, token_ids, logprobs, truncated = [], [], [], []
-        for i in range(n):
-            row = tokens[i]
-            ends = (row == self.eos_id).nonzero()
-            length = int(ends[0]) + 1 if len(ends) else len(row)
-            token_ids.append(row[:length])
-            logprobs.append(lps[i, :length])
-            truncated.append(not len(ends))
-            texts.append(self.decode_text(row[:length]))
-        return TextSamples(texts, token_ids, logprobs, truncated)
+        return samples_at_eos(tokens, lps, self.eos_id, self.decode_text)
 
     def decode_text(self, token_ids: torch.Tensor) -> str:
         ids = [int(t) for t in token_ids if int(t) not in (self.eos_id, self.pad_id)]
@@ -283,15 +269,7 @@ class MiniUMM(UnifiedModel):
             empty = torch.zeros((len(rows), 0), device=ids.device)
             return empty, empty.bool()
         logits, _ = self.forward_logits(ids, mask, keep=width + 1)
-        logits = logits[:, :-1].float() / temperature  # position t predicts token t + 1
-        targets = ids[:, -width:]
-        logp = F.log_softmax(logits, dim=-1).gather(2, targets[..., None]).squeeze(2)
-        comp_mask = torch.zeros_like(targets, dtype=torch.bool)
-        for i, c in enumerate(completions):
-            if len(c):
-                comp_mask[i, width - len(c):] = True
-        # Right-align completions: row i's tokens are the last len(c_i) positions.
-        return logp * comp_mask, comp_mask
+        return completion_logps(logits, ids, completions, temperature)
 
     @torch.no_grad()
     def p_yes(self, questions, images, prefix="") -> YesNo:
