@@ -156,3 +156,27 @@ def _reasoning(text: str) -> str:
     for tag in (T.THINK_OPEN, T.ANSWER_OPEN, T.ANSWER_CLOSE):
         head = head.split(tag)[0]
     return " ".join(head.split())
+
+
+def sample_seed(seed: int, sample: dict) -> int:
+    """The image seed of a VIE sample: every image rendered for it (baseline, reprompted,
+    oracle, any method) uses this seed, so images differ only by their text."""
+    return hash_seed(seed, *(ord(c) for c in sample["id"]))
+
+
+def sample_reprompts(model: UnifiedModel, samples: list[dict], *, max_new_tokens: int,
+                     batch_size: int = 32) -> tuple[list[str], list[ParsedReprompt]]:
+    """The model's greedy reprompt of each VIE sample, and what it wrote; an unreadable
+    output falls back to the sample's baseline text (what the generator gets without one)."""
+    parsed = reprompt_texts(model, [s["prompt"] for s in samples], [s["instruction"] for s in samples],
+                            max_new_tokens=max_new_tokens, batch_size=batch_size)
+    texts = [p.reprompt if p.ok else s["baseline"] for p, s in zip(parsed, samples, strict=True)]
+    return texts, parsed
+
+
+def hash_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across runs and platforms."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value * 0x100000001B3 ^ (part + 0x632BE59BD9B4E019)) & 0x7FFFFFFFFFFFFFFF
+    return value

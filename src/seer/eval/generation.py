@@ -23,18 +23,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from seer.models.interface import UnifiedModel
+from seer.rollout import sample_seed
 from seer.world.analyzer import analyze_scene
 from seer.world.descriptors import DescriptorError, parse
 from seer.world.instructions import load_instructions
 from seer.world.scores import prompt_fidelity
 
 Method = Callable[[list[dict]], list[str]]
-
-
-def sample_seed(seed: int, sample: dict) -> int:
-    from seer.train.grpo import hash_seed
-
-    return hash_seed(seed, *(ord(c) for c in sample["id"]))
 
 
 def render_texts(

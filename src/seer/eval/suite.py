@@ -186,24 +186,6 @@ def retention(model: UnifiedModel, n: int, seed: int, batch_size: int) -> dict[s
 # ---------------------------------------------------------------- the run
 
 
-def _timed_reprompts(
-    model: UnifiedModel, samples: list[dict], cfg: EvalConfig
-) -> tuple[list[str], list, float]:
-    from seer.rollout import reprompt_texts
-
-    t0 = time.perf_counter()
-    parsed = reprompt_texts(
-        model,
-        [s["prompt"] for s in samples],
-        [s["instruction"] for s in samples],
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size,
-    )
-    seconds = (time.perf_counter() - t0) / max(len(samples), 1)
-    texts = [p.reprompt if p.ok else s["baseline"] for p, s in zip(parsed, samples, strict=True)]
-    return texts, parsed, seconds
-
-
 def _llm_rewriter(cfg: EvalConfig, metrics: dict[str, Any]):
     """The external LLM rewriter, or None with the reason in metrics["llm_rewriter"]."""
     from seer.eval.llm_rewriter import GGUF_NAME, LLMRewriter, unavailable_reason
@@ -227,8 +209,9 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     from seer.data.vie import load_items, load_samples, open_images
     from seer.eval.baselines import texts_for
     from seer.eval.evaluator import evaluate_items
-    from seer.eval.generation import gap_closed, render_texts, sample_seed, score_world, summarize
+    from seer.eval.generation import gap_closed, render_texts, score_world, summarize
     from seer.models import load_model
+    from seer.rollout import sample_reprompts, sample_seed
 
     cfg.validate()
     out = Path(cfg.out)
@@ -275,7 +258,11 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         seconds = {m: 0.0 for m in BASELINES}
         parsed_after = None
         for name, model in (("policy_before", before), ("policy_after", checkpoint)):
-            texts[name], parsed, seconds[name] = _timed_reprompts(model, samples, cfg)
+            t0 = time.perf_counter()
+            texts[name], parsed = sample_reprompts(
+                model, samples, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size
+            )
+            seconds[name] = (time.perf_counter() - t0) / max(len(samples), 1)
             if name == "policy_after":
                 parsed_after = parsed
         if llm is not None:

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from seer.config import ConfigError
 from seer.io import atomic_write_json
 from seer.models.interface import UnifiedModel
-from seer.rollout import Prompt, Rollout, sample_groups
+from seer.rollout import Prompt, Rollout, hash_seed, sample_groups
 from seer.train.checkpoint import check_finite, load_state, restore, save_checkpoint
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
@@ -503,14 +503,6 @@ class GRPOEngine:
             if (step + 1) % cfg.save_steps == 0 or step + 1 == cfg.max_steps:
                 self._save(step + 1)
         return records
-
-
-def hash_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, stable across runs and platforms."""
-    value = 0x9E3779B97F4A7C15
-    for part in parts:
-        value = (value * 0x100000001B3 ^ (part + 0x632BE59BD9B4E019)) & 0x7FFFFFFFFFFFFFFF
-    return value
 
 
 class RunLog:

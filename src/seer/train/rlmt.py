@@ -31,8 +31,8 @@ from seer.data import templates as T
 from seer.data.formats import parse_reprompt
 from seer.io import atomic_write_json
 from seer.rewards import order_averaged, pearson
-from seer.rollout import ImageCache, Prompt, Rollout, judge_p_yes
-from seer.train.grpo import GRPOConfig, GRPOEngine, RunLog, hash_seed, write_config
+from seer.rollout import ImageCache, Prompt, Rollout, judge_p_yes, sample_reprompts, sample_seed
+from seer.train.grpo import GRPOConfig, GRPOEngine, RunLog, write_config
 
 ORDERS = ("both", "policy_first")
 STARTS = ("rlvr", "base")
@@ -97,9 +97,6 @@ class RLMTStage:
 
             self.instructions = load_instructions()
 
-    def image_seed(self, sample: dict) -> int:
-        return hash_seed(self.cfg.seed, *(ord(c) for c in sample["id"]))
-
     def batch(self, step: int, n: int) -> list[Prompt]:
         rng = random.Random(f"{self.cfg.seed}/rlmt/batch/{step}")
         chosen = rng.sample(self.samples, n) if n <= len(self.samples) else rng.choices(self.samples, k=n)
@@ -114,7 +111,7 @@ class RLMTStage:
         first = torch.zeros(n)
         gt = torch.full((n,), float("nan"))
         if ok:
-            seeds = [self.image_seed(samples[i]) for i in ok]
+            seeds = [sample_seed(self.cfg.seed, samples[i]) for i in ok]
             refs = self.cache.get([samples[i]["baseline"] for i in ok], seeds)
             policy = self.judge_model.generate_images(
                 [parsed[i].reprompt for i in ok], guidance_scale=self.cfg.guidance_scale, seed=seeds
@@ -169,21 +166,6 @@ class RLMTStage:
         return out
 
 
-def policy_reprompts(policy, samples: list[dict], batch_size: int, max_new_tokens: int) -> list[str]:
-    """The policy's greedy reprompt per sample; an unreadable output falls back to the
-    baseline text (what the generator would get without reprompting)."""
-    from seer.rollout import reprompt_texts
-
-    parsed = reprompt_texts(
-        policy,
-        [s["prompt"] for s in samples],
-        [s["instruction"] for s in samples],
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-    )
-    return [p.reprompt if p.ok else s["baseline"] for p, s in zip(parsed, samples, strict=True)]
-
-
 def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
     """Train the reprompting policy; writes out/model, out/metrics.json, logs."""
     from seer.data.vie import load_manifest, load_samples
@@ -224,9 +206,9 @@ def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
                     "baseline": [r["baseline"] for r in rows],
                     "oracle": [r["elaboration"] for r in rows],
                 }
-            methods[f"policy_{tag}"] = policy_reprompts(
-                policy, rows, cfg.batch_size, cfg.grpo.max_completion_length
-            )
+            methods[f"policy_{tag}"] = sample_reprompts(
+                policy, rows, max_new_tokens=cfg.grpo.max_completion_length, batch_size=cfg.batch_size
+            )[0]
             tables[split] = method_table(judge, rows, methods, seed=cfg.seed, batch_size=cfg.batch_size)
         return tables
 
