@@ -326,6 +326,26 @@ class GRPOEngine:
         self.start_step = restore(state, self.optimizer, self.scheduler)
         return self.start_step
 
+    def resume_if_asked(self, resume: bool, metrics_file: Path) -> dict[str, Any] | None:
+        """With `resume` and a checkpoint in `out`: load it, and return the metrics the
+        interrupted run had saved ({} if none); otherwise None (a fresh run)."""
+        if not (resume and self.checkpoint_dir.exists()):
+            return None
+        self.resume()
+        return json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+
+    def run(self, name: str) -> dict[str, Any]:
+        """Train to max_steps, logging to out/log.jsonl and TensorBoard; the timing record."""
+        log = RunLog(self.out, name, self.is_main)
+        t0 = time.perf_counter()
+        try:
+            records = self.train(log)
+        finally:
+            log.close()
+        seconds = time.perf_counter() - t0
+        return {"steps": self.cfg.max_steps, "steps_run": len(records), "seconds": seconds,
+                "seconds_per_step": seconds / max(len(records), 1)}
+
     # ------------------------------------------------------------ one step
 
     def _gather(self, x: torch.Tensor) -> torch.Tensor:

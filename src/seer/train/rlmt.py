@@ -18,9 +18,7 @@ policy images, its correlation with the endogenous reward, and the reprompt leng
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ from seer.data.formats import parse_reprompt
 from seer.io import atomic_write_json
 from seer.rewards import order_averaged, pearson
 from seer.rollout import ImageCache, Prompt, Rollout, judge_p_yes, sample_reprompts, sample_seed
-from seer.train.grpo import GRPOConfig, GRPOEngine, RunLog, write_config
+from seer.train.grpo import GRPOConfig, GRPOEngine, write_config
 
 ORDERS = ("both", "policy_first")
 STARTS = ("rlvr", "base")
@@ -219,28 +217,18 @@ def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
         "evaluator": cfg.evaluator,
         "order": cfg.order,
     }
-    if resume and (out / "checkpoint").exists():
-        engine.resume()
-        if metrics_file.exists():
-            metrics = json.loads(metrics_file.read_text())
+    saved = engine.resume_if_asked(resume, metrics_file)
+    if saved is not None:
+        metrics = saved or metrics
     elif world and cfg.eval_before and engine.is_main:
         metrics["quality"] = evaluate("before", with_references=True)
         atomic_write_json(metrics_file, metrics)
-    log = RunLog(out, "rlmt", engine.is_main)
-    t0 = time.perf_counter()
-    try:
-        records = engine.train(log)
-    finally:
-        log.close()
-    seconds = time.perf_counter() - t0
+    train = engine.run("rlmt")
     if engine.is_main:
         policy.eval()
         policy.save_pretrained(out / "model")
         metrics["train"] = {
-            "steps": cfg.grpo.max_steps,
-            "steps_run": len(records),
-            "seconds": seconds,
-            "seconds_per_step": seconds / max(len(records), 1),
+            **train,
             "renders_reference": stage.cache.renders,
             "renders_policy": stage.policy_renders,
         }

@@ -16,9 +16,7 @@ world the ground-truth margin between the two images, small margin = hard) and c
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from seer.config import ConfigError
 from seer.io import atomic_write_json
 from seer.rewards import accuracy_reward, format_reward, yes_no
 from seer.rollout import Prompt, Rollout
-from seer.train.grpo import GRPOConfig, GRPOEngine, RunLog, write_config
+from seer.train.grpo import GRPOConfig, GRPOEngine, write_config
 
 CURRICULA = ("easy_to_hard", "none")
 DIFFICULTIES = ("pass_rate", "margin")
@@ -200,29 +198,17 @@ def run_rlvr(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
         }
 
     metrics_file = out / "metrics.json"
-    if resume and (out / "checkpoint").exists():
-        engine.resume()
-        if metrics_file.exists():
-            metrics = json.loads(metrics_file.read_text())
+    saved = engine.resume_if_asked(resume, metrics_file)
+    if saved is not None:
+        metrics = saved or metrics
     elif cfg.eval_before and engine.is_main:
         metrics["before"] = evaluate("before")
         atomic_write_json(metrics_file, metrics)
-    log = RunLog(out, "rlvr", engine.is_main)
-    t0 = time.perf_counter()
-    try:
-        records = engine.train(log)
-    finally:
-        log.close()
-    seconds = time.perf_counter() - t0
+    train = engine.run("rlvr")
     if engine.is_main:
         model.eval()
         model.save_pretrained(out / "model")
-        metrics["train"] = {
-            "steps": cfg.grpo.max_steps,
-            "steps_run": len(records),
-            "seconds": seconds,
-            "seconds_per_step": seconds / max(len(records), 1),
-        }
+        metrics["train"] = train
         metrics["after"] = evaluate("after")
         atomic_write_json(metrics_file, metrics)
     return metrics
