@@ -35,7 +35,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     args = ["demo", "--model", str(model), "--out", str(out), *[x for s in REDUCED for x in ("--set", s)]]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "evaluator accuracy" in printed and "report:" in printed
+    assert "Evaluator on" in printed and "report:" in printed
     for path in ("metrics.json", "report.html", "demo.json", "generation.csv", "vie/manifest.json",
                  "checkpoints/rlvr/model/mini.json", "checkpoints/rlmt/model/mini.json",
                  "checkpoints/rlvr/log.jsonl", "checkpoints/rlmt/log.jsonl"):

@@ -196,7 +196,8 @@ def _eval(args: argparse.Namespace) -> None:
 
 def _demo(args: argparse.Namespace) -> None:
     from seer.config import resolve
-    from seer.demo import DemoConfig, run_demo, summary_lines
+    from seer.demo import DemoConfig, run_demo
+    from seer.report import summary_lines
 
     cfg = resolve(DemoConfig, args.config, args.set, out=args.out, seed=args.seed, model=args.model)
     _threads(args)

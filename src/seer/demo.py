@@ -161,22 +161,3 @@ def run_demo(cfg: DemoConfig, resume: bool = False) -> dict[str, Any]:
     metrics["demo_seconds"] = seconds
     atomic_write_json(root / "timings.json", seconds)
     return metrics
-
-
-def summary_lines(metrics: dict[str, Any]) -> list[str]:
-    """The demo's headline numbers as a small text table."""
-    lines = []
-    acc = metrics.get("evaluator_accuracy", {})
-    for split in acc.get("after", {}):
-        before, after = acc["before"][split], acc["after"][split]
-        lines.append(
-            f"evaluator accuracy  {split:9s} {before['accuracy']:.1%} -> {after['accuracy']:.1%}  "
-            f"(position gap {after.get('position_bias_gap', float('nan')):.1%})"
-        )
-    for split, table in metrics.get("generation", {}).items():
-        lines.append(f"instruction satisfaction ({split}):")
-        for method in ("plain", "baseline", "rule_based", "llm", "policy_before", "policy_after", "oracle"):
-            if method in table:
-                row = table[method]["all"]
-                lines.append(f"  {method:14s} {row['satisfaction']:6.1%}  fidelity {row['fidelity']:6.1%}")
-    return lines

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from seer.cli import main
-from seer.data.mix import vocabulary_corpus
-from seer.data.vie import VIEConfig, build_vie
 from seer.eval.baselines import rule_based, texts_for
 from seer.eval.llm_rewriter import unavailable_reason
 from seer.eval.suite import SCHEMA, EvalConfig, failure_modes, run_eval
-from seer.models.mini.model import MiniConfig, MiniUMM
+from seer.models.mini.model import MiniConfig
 
 TINY = MiniConfig.tiny()
 PROMPT = "a small red circle in the center, on a white background"
@@ -66,24 +64,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("eval")
-    MiniUMM.create(vocabulary_corpus(), TINY, seed=0).save_pretrained(root / "model")
-    build_vie(
-        VIEConfig(
-            out=str(root / "vie"),
-            model=str(root / "model"),
-            n_train=1,
-            n_validation=1,
-            n_test_id=3,
-            n_test_ood=2,
-            require_margin=False,
-            difficulty_samples=0,
-            batch_size=8,
-            max_new_tokens=6,
-        )
-    )
-    return root / "model", root / "vie"
+def tiny(tmp_path_factory, make_tiny_vie) -> tuple[Path, Path]:
+    return make_tiny_vie(tmp_path_factory.mktemp("eval"), n_train=1, n_test_id=3)
 
 
 def test_eval_writes_every_section_and_the_tables(tiny, tmp_path):

@@ -73,6 +73,40 @@ def test_completion_logprobs_have_gradient_and_match_each_row_alone(model, image
     assert torch.allclose(alone[0, -1], logp[1, -1], atol=1e-4)
 
 
+def test_a_shared_prompt_is_run_once_with_the_same_logprobs_and_gradient(model, image):
+    """A GRPO group repeats its prompt: scoring runs it once and repeats its KV cache; the
+    log-probs and the gradient equal scoring every row on its own."""
+    prompts = [QUESTION, QUESTION, QUESTION, "what color is the background ?"]
+    images = [[image], [image], [image], [image, image]]
+    completions = [torch.tensor([model.yes_id, model.eos_id]), torch.tensor([model.eos_id]),
+                   torch.tensor([model.no_id, model.yes_id, model.eos_id]), torch.tensor([model.no_id])]
+    grouped, mask = model.completion_logprobs(prompts, completions, images)
+    grouped.sum().backward()
+    grads = [p.grad.clone() for p in model.trainable_parameters()]
+    model.lm.zero_grad(set_to_none=True)
+    assert mask.tolist() == [[False, True, True], [False, False, True], [True, True, True],
+                             [False, False, True]]
+    rows = []
+    for i in range(4):
+        alone, _ = model.completion_logprobs(prompts[i:i + 1], completions[i:i + 1], images[i:i + 1])
+        alone.sum().backward()
+        rows.append(F.pad(alone[0], (3 - alone.shape[1], 0)))
+    assert torch.allclose(grouped, torch.stack(rows), atol=1e-4)
+    for a, b in zip(grads, (p.grad for p in model.trainable_parameters()), strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
+    model.lm.zero_grad(set_to_none=True)
+
+
+def test_a_shared_prompt_samples_like_distinct_prompts(model, image):
+    """Generation prefills a repeated prompt once: greedy completions of a group equal the
+    completion of the prompt alone."""
+    group = model.generate_text([QUESTION] * 3 + ["describe it ."], [[image]] * 3 + [[image]],
+                                max_new_tokens=5, top_k=1)
+    alone = model.generate_text([QUESTION], [[image]], max_new_tokens=5, top_k=1)
+    for ids in group.token_ids[:3]:
+        assert torch.equal(ids, alone.token_ids[0])
+
+
 def test_p_yes_reads_the_next_token_after_the_prompt(model, image):
     other = render(parse("a small green cross at the top, on a white background"))
     result = model.p_yes([QUESTION, QUESTION], [[image, other], [other, image]], prefix="<answer>")

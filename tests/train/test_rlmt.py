@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from seer.data.formats import parse_reprompt
-from seer.data.mix import vocabulary_corpus
-from seer.data.vie import VIEConfig, build_vie, load_samples
+from seer.data.vie import load_samples
 from seer.models.mini.model import MiniConfig, MiniUMM
 from seer.rewards import order_averaged, pearson
 from seer.rollout import ImageCache, Rollout
@@ -90,24 +89,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("rlmt")
-    MiniUMM.create(vocabulary_corpus(), TINY, seed=0).save_pretrained(root / "model")
-    build_vie(
-        VIEConfig(
-            out=str(root / "vie"),
-            model=str(root / "model"),
-            n_train=3,
-            n_validation=1,
-            n_test_id=2,
-            n_test_ood=2,
-            require_margin=False,
-            difficulty_samples=0,
-            batch_size=8,
-            max_new_tokens=6,
-        )
-    )
-    return root / "model", root / "vie"
+def tiny(tmp_path_factory, make_tiny_vie) -> tuple[Path, Path]:
+    return make_tiny_vie(tmp_path_factory.mktemp("rlmt"))
 
 
 def _cfg(model: Path, vie: Path, out: Path, **kw) -> RLMTConfig:

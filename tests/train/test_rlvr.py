@@ -10,8 +10,7 @@ import pytest
 
 from seer.cli import main
 from seer.config import ConfigError
-from seer.data.mix import vocabulary_corpus
-from seer.data.vie import VIEConfig, build_vie, load_items
+from seer.data.vie import load_items
 from seer.eval.evaluator import accuracy_table
 from seer.models.mini.model import MiniConfig, MiniUMM
 from seer.rewards import TagFormat, accuracy_reward, format_reward, parse_tagged, yes_no
@@ -161,24 +160,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny_vie(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("rlvr")
-    MiniUMM.create(vocabulary_corpus(), TINY, seed=0).save_pretrained(root / "model")
-    build_vie(
-        VIEConfig(
-            out=str(root / "vie"),
-            model=str(root / "model"),
-            n_train=4,
-            n_validation=1,
-            n_test_id=2,
-            n_test_ood=2,
-            require_margin=False,
-            difficulty_samples=2,
-            batch_size=8,
-            max_new_tokens=6,
-        )
-    )
-    return root / "model", root / "vie"
+def tiny_vie(tmp_path_factory, make_tiny_vie) -> tuple[Path, Path]:
+    return make_tiny_vie(tmp_path_factory.mktemp("rlvr"), n_train=4, difficulty_samples=2)
 
 
 def _rlvr(model: Path, vie: Path, out: Path, **grpo) -> RLVRConfig:

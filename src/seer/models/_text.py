@@ -52,3 +52,35 @@ def completion_logps(logits: torch.Tensor, ids: torch.Tensor, completions: list[
     safe = targets.masked_fill(~mask, 0)  # prompt ids under the mask may be placeholders (< 0)
     logp = F.log_softmax(logits, dim=-1).gather(2, safe[..., None]).squeeze(2)
     return logp * mask, mask
+
+
+def shared_heads(heads: list[list[int]]) -> tuple[list[list[int]], torch.Tensor]:
+    """The distinct rows of `heads` (in first-seen order) and, per row, the index of its
+    distinct row: a GRPO group repeats one prompt G times, so its prefix is run once."""
+    first: dict[tuple[int, ...], int] = {}
+    index = [first.setdefault(tuple(h), len(first)) for h in heads]
+    return [list(h) for h in first], torch.tensor(index, dtype=torch.long)
+
+
+def right_pad(rows: list[torch.Tensor], pad_id: int,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Completions, left-aligned and right-padded to one width: (ids, attention mask)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def right_align(values: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-aligned B x width values moved to the end of each row (the layout of
+    `completion_logps`); and the mask of real positions."""
+    width = values.shape[1]
+    lengths_t = torch.tensor(lengths, device=values.device)[:, None]
+    cols = torch.arange(width, device=values.device)[None, :]
+    shift = width - lengths_t
+    mask = cols >= shift
+    source = (cols - shift).clamp(min=0)
+    return values.gather(1, source) * mask, mask

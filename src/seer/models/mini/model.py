@@ -30,7 +30,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from seer.io import atomic_dir, atomic_write_json
 from seer.models._hub import quiet_hub_bars
-from seer.models._text import completion_logps, left_pad, samples_at_eos
+from seer.models._text import completion_logps, left_pad, right_align, right_pad, samples_at_eos, shared_heads
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
@@ -224,6 +224,18 @@ class MiniUMM(UnifiedModel):
                       use_cache=use_cache or cache is not None, logits_to_keep=keep)
         return out.logits, out.cache
 
+    def _prefill(self, rows: list[list[int]]):
+        """Last-position logits, KV cache and mask of left-padded rows, each distinct row run
+        once (a GRPO group's G copies of a prompt, the unconditional rows of guidance)."""
+        unique, index = shared_heads(rows)
+        ids, mask = self._left_pad(unique)
+        logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
+        if len(unique) < len(rows):
+            index = index.to(ids.device)
+            cache.reorder_cache(index)
+            logits, mask = logits[index], mask[index]
+        return logits, cache, mask
+
     # ------------------------------------------------------------ text
 
     @torch.no_grad()
@@ -231,8 +243,7 @@ class MiniUMM(UnifiedModel):
                       generator=None, prefix="") -> TextSamples:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        ids, mask = self._left_pad(self._prompts(prompts, images, prefix))
-        logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
+        logits, cache, mask = self._prefill(self._prompts(prompts, images, prefix))
         n = len(prompts)
         done = torch.zeros(n, dtype=torch.bool)
         sampled, logps = [], []
@@ -262,14 +273,33 @@ class MiniUMM(UnifiedModel):
     def completion_logprobs(self, prompts, completions, images=None, prefix="",
                             temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         heads = self._prompts(prompts, images, prefix)
+        width = max((len(c) for c in completions), default=0)
+        if width == 0:
+            empty = torch.zeros((len(heads), 0), device=self.device)
+            return empty, empty.bool()
+        unique, index = shared_heads(heads)
+        if len(unique) < len(heads):
+            return self._grouped_logprobs(unique, index, completions, temperature)
         rows = [h + c.tolist() for h, c in zip(heads, completions, strict=True)]
         ids, mask = self._left_pad(rows)
-        width = max(len(c) for c in completions)
-        if width == 0:
-            empty = torch.zeros((len(rows), 0), device=ids.device)
-            return empty, empty.bool()
         logits, _ = self.forward_logits(ids, mask, keep=width + 1)
         return completion_logps(logits, ids, completions, temperature)
+
+    def _grouped_logprobs(self, unique: list[list[int]], index: torch.Tensor, completions,
+                          temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Completion log-probs when rows share their prompt (a GRPO group): each distinct
+        prompt is run once, with gradient, and its KV cache is repeated for its completions,
+        so a two-image prompt of ~530 tokens is not recomputed G times."""
+        ids, mask = self._left_pad(unique)
+        logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
+        index = index.to(ids.device)
+        cache.reorder_cache(index)
+        comp, comp_mask = right_pad(completions, self.pad_id, self.device)
+        tail, _ = self.forward_logits(comp, torch.cat([mask[index], comp_mask], 1), cache=cache)
+        # Token j is predicted at position j - 1: the prompt's last position for j = 0.
+        logits = torch.cat([logits[index], tail[:, :-1]], 1).float() / temperature
+        logp = F.log_softmax(logits, dim=-1).gather(2, comp[..., None]).squeeze(2)
+        return right_align(logp, [len(c) for c in completions])
 
     @torch.no_grad()
     def p_yes(self, questions, images, prefix="") -> YesNo:
@@ -296,8 +326,7 @@ class MiniUMM(UnifiedModel):
         use_cfg = scale != 1.0
         if use_cfg:
             rows += [self.user_turn("") + [self.boi_id]] * n
-        ids, mask = self._left_pad(rows)
-        logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
+        logits, cache, mask = self._prefill(rows)
         lo, hi = self.code_offset, self.code_offset + self.config.codebook_size
         out = []
         for k in range(self.config.image_tokens):
