@@ -38,7 +38,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
 def training_throughput(model: MiniUMM, batch: int, steps: int, bf16: bool) -> tuple[float, float]:
     """(tokens/s, model FLOP/s) of pretraining steps on the real mix."""
     mix = Mix(0)
-    optimizer = torch.optim.AdamW(model.lm.parameters(), lr=1e-4)
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
     n_params = sum(p.numel() for n, p in model.lm.named_parameters() if "embed" not in n)
     tokens = 0
     elapsed = 0.0
@@ -47,7 +47,7 @@ def training_throughput(model: MiniUMM, batch: int, steps: int, bf16: bool) -> t
         ids, mask, labels = batch_tensors(model, examples)
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model.lm(input_ids=ids, attention_mask=mask).logits
+            logits = model.lm(inputs_embeds=model.embed(ids), attention_mask=mask).logits
         per_example_loss(logits, labels).mean().backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -30,6 +30,11 @@ def image():
     return render(parse(TEXT))
 
 
+def _zero_grad(model: MiniUMM) -> None:
+    for p in model.trainable_parameters():
+        p.grad = None
+
+
 def _seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -52,7 +57,7 @@ def test_sampled_logprobs_equal_a_manual_forward_pass(model, image):
     completion = samples.token_ids[0]
     ids = torch.tensor([model.user_turn(QUESTION, list(model.encode_images([image]))) + completion.tolist()])
     with torch.no_grad():
-        logits = model.lm(input_ids=ids).logits[0].float()
+        logits = model.lm(inputs_embeds=model.embed(ids)).logits[0].float()
     start = ids.shape[1] - len(completion)
     manual = F.log_softmax(logits[start - 1:-1], -1).gather(1, completion[:, None]).squeeze(1)
     assert torch.allclose(samples.logprobs[0], manual, atol=1e-4)
@@ -67,7 +72,7 @@ def test_completion_logprobs_have_gradient_and_match_each_row_alone(model, image
     assert logp.requires_grad
     logp.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trainable_parameters())
-    model.lm.zero_grad(set_to_none=True)
+    _zero_grad(model)
     # Left padding must not change a row's log-probs.
     alone, _ = model.completion_logprobs(prompts[1:], completions[1:], [[image]])
     assert torch.allclose(alone[0, -1], logp[1, -1], atol=1e-4)
@@ -76,6 +81,7 @@ def test_completion_logprobs_have_gradient_and_match_each_row_alone(model, image
 def test_a_shared_prompt_is_run_once_with_the_same_logprobs_and_gradient(model, image):
     """A GRPO group repeats its prompt: scoring runs it once and repeats its KV cache; the
     log-probs and the gradient equal scoring every row on its own."""
+    _zero_grad(model)
     prompts = [QUESTION, QUESTION, QUESTION, "what color is the background ?"]
     images = [[image], [image], [image], [image, image]]
     completions = [torch.tensor([model.yes_id, model.eos_id]), torch.tensor([model.eos_id]),
@@ -83,7 +89,7 @@ def test_a_shared_prompt_is_run_once_with_the_same_logprobs_and_gradient(model, 
     grouped, mask = model.completion_logprobs(prompts, completions, images)
     grouped.sum().backward()
     grads = [p.grad.clone() for p in model.trainable_parameters()]
-    model.lm.zero_grad(set_to_none=True)
+    _zero_grad(model)
     assert mask.tolist() == [[False, True, True], [False, False, True], [True, True, True],
                              [False, False, True]]
     rows = []
@@ -94,7 +100,7 @@ def test_a_shared_prompt_is_run_once_with_the_same_logprobs_and_gradient(model, 
     assert torch.allclose(grouped, torch.stack(rows), atol=1e-4)
     for a, b in zip(grads, (p.grad for p in model.trainable_parameters()), strict=True):
         assert torch.allclose(a, b, atol=1e-4)
-    model.lm.zero_grad(set_to_none=True)
+    _zero_grad(model)
 
 
 def test_a_shared_prompt_samples_like_distinct_prompts(model, image):
@@ -107,12 +113,63 @@ def test_a_shared_prompt_samples_like_distinct_prompts(model, image):
         assert torch.equal(ids, alone.token_ids[0])
 
 
+def test_image_positions_count_codes_from_each_boi(image):
+    model = MiniUMM.create(vocabulary_corpus(), TINY, seed=0).eval()
+    with torch.no_grad():
+        for p in model.image_positions.parameters():
+            p.normal_()
+    codes = list(model.encode_images([image, image]))
+    row = torch.tensor([model.user_turn(QUESTION, codes)])
+    embeds = model.embed(row) - model.lm.get_input_embeddings()(row)
+    starts = [i + 1 for i, t in enumerate(row[0].tolist()) if t == model.boi_id]
+    n = TINY.image_tokens
+    for start in starts:  # each image's k-th code gets row k // side and column k % side
+        assert torch.allclose(embeds[0, start:start + n], model.image_positions(torch.arange(n)))
+    text = [i for i in range(row.shape[1]) if not any(s <= i < s + n for s in starts)]
+    assert embeds[0, text].abs().max() == 0
+
+
+def test_decoding_codes_one_at_a_time_matches_a_full_forward_pass():
+    model = MiniUMM.create(vocabulary_corpus(), TINY, seed=0).eval()
+    with torch.no_grad():
+        for p in model.image_positions.parameters():
+            p.normal_()
+    codes = model.generate_image_ids([TEXT], seed=3, guidance_scale=1.0)[0]
+    row = torch.tensor([model.user_turn(TEXT) + [model.boi_id] + codes.tolist()])
+    with torch.no_grad():
+        full = F.log_softmax(model.lm(inputs_embeds=model.embed(row)).logits[0].float(), -1)
+        ids, mask = row[:, :-len(codes)], torch.ones_like(row[:, :-len(codes)])
+        logits, cache = model.forward_logits(ids, mask, keep=1, use_cache=True)
+        for k, code in enumerate(codes[:-1].tolist()):
+            mask = torch.ones((1, mask.shape[1] + 1), dtype=torch.long)
+            logits, cache = model.forward_logits(torch.tensor([[code]]), mask, cache=cache, keep=1,
+                                                 image_index=torch.tensor([[k]]))
+            assert torch.allclose(F.log_softmax(logits[0, -1].float(), -1), full[ids.shape[1] + k], atol=1e-4)
+
+
+def test_positions_save_load_and_old_folders_load_without_them(model, tmp_path):
+    fresh = MiniUMM.create(vocabulary_corpus(), TINY, seed=0)
+    with torch.no_grad():
+        fresh.image_positions.rows.fill_(0.5)
+    fresh.save_pretrained(tmp_path / "new")
+    loaded = MiniUMM.from_pretrained(tmp_path / "new")
+    assert torch.equal(loaded.image_positions.rows, fresh.image_positions.rows)
+    old = MiniUMM.create(vocabulary_corpus(), MiniConfig.tiny(image_positions=False), seed=0)
+    old.save_pretrained(tmp_path / "old")
+    assert MiniUMM.from_pretrained(tmp_path / "old").image_positions is None
+    widened = MiniUMM.from_pretrained(tmp_path / "old", image_positions=True)  # pretrain's `init`
+    assert widened.image_positions.rows.abs().max() == 0
+    (tmp_path / "new" / "image_positions.safetensors").unlink()
+    with pytest.raises(ModelError, match="missing image_positions.safetensors"):
+        MiniUMM.from_pretrained(tmp_path / "new")
+
+
 def test_p_yes_reads_the_next_token_after_the_prompt(model, image):
     other = render(parse("a small green cross at the top, on a white background"))
     result = model.p_yes([QUESTION, QUESTION], [[image, other], [other, image]], prefix="<answer>")
     ids = torch.tensor([model.user_turn(QUESTION, list(model.encode_images([image, other])), "<answer>")])
     with torch.no_grad():
-        probs = F.softmax(model.lm(input_ids=ids).logits[0, -1].float(), -1)
+        probs = F.softmax(model.lm(inputs_embeds=model.embed(ids)).logits[0, -1].float(), -1)
     assert torch.allclose(result.raw_yes[0], probs[model.yes_id], atol=1e-5)
     assert torch.allclose(result.raw_no[0], probs[model.no_id], atol=1e-5)
     assert torch.allclose(result.p_yes[0], probs[model.yes_id] / (probs[model.yes_id] + probs[model.no_id]))

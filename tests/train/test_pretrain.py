@@ -136,3 +136,18 @@ def test_a_swap_cut_between_its_renames_is_undone(tmp_path):
     save_checkpoint(ckpt, lambda d: None, step=3)
     ckpt.rename(tmp_path / ".checkpoint.old")  # as if killed after the first rename
     assert load_state(ckpt)["step"] == 3
+
+
+def test_init_continues_a_trained_model_and_adds_image_positions(run, tmp_path):
+    """`init` starts phase 2 from a saved model (here one without image positions): its
+    image tokenizer is kept, its weights are the starting point, positions start at zero."""
+    _, model_dir = run
+    old = MiniUMM.from_pretrained(model_dir)
+    old.image_positions = None
+    old.config.image_positions = False
+    old.save_pretrained(tmp_path / "old")
+    out = pretrain(_config(tmp_path / "new", init=str(tmp_path / "old"), steps=4, log_every=2))
+    new = MiniUMM.from_pretrained(out)
+    assert _same(new.vq.vq, old.vq.vq)
+    assert new.image_positions is not None and new.image_positions.rows.abs().max() > 0
+    assert not any(r["phase"] == "vq" for r in _log(tmp_path / "new"))

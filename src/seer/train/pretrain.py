@@ -46,6 +46,10 @@ class PretrainConfig:
     out: str = "runs/pretrain"
     seed: int = 0
     model: MiniConfig = dataclasses.field(default_factory=MiniConfig)
+    # Start from this trained mini model (its vocabulary, image tokenizer and weights) instead
+    # of from scratch: phase 1 is skipped and `model` is ignored, except that
+    # `model.image_positions` adds (zero) image position embeddings to a model without them.
+    init: str | None = None
     # Phase 1: image tokenizer.
     vq_steps: int = 2500
     vq_batch_size: int = 32
@@ -213,7 +217,8 @@ def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return (tokens * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -> MiniUMM:
+def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
+             init: MiniUMM | None = None) -> MiniUMM:
     ckpt = out / "checkpoint"
     mix = Mix(cfg.seed, cfg.mix)
     torch.manual_seed(cfg.seed)
@@ -221,10 +226,12 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -
     if resuming:
         model = MiniUMM.from_pretrained(ckpt)
         model.vq = vq  # phase 1's tokenizer is the one of record
+    elif init is not None:
+        model = init
     else:
         model = MiniUMM.create(vocabulary_corpus(mix.instructions), cfg.model, seed=cfg.seed, vq=vq)
-    optimizer = torch.optim.AdamW(model.lm.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  betas=(0.9, 0.95))
+    params = model.trainable_parameters()
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     start = restore(load_state(ckpt), optimizer, scheduler) if resuming else 0
     model.train()
@@ -243,7 +250,7 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -
             # Rows are right-padded and attention is causal, so no real token ever sees a
             # pad: no attention mask is needed, which keeps the fast causal kernel.
             with _autocast(cfg.bf16):
-                logits = model.lm(input_ids=ids).logits
+                logits = model.lm(inputs_embeds=model.embed(ids)).logits
             group_losses = per_example_loss(logits, labels)
             check_finite("loss", group_losses.sum(), step)
             (group_losses.sum() / len(examples)).backward()
@@ -251,7 +258,7 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log) -
             tokens_seen += int(mask.sum())
         loss = losses.mean()
         # bf16 can overflow a gradient while the loss stays finite: check before stepping.
-        check_finite("gradient norm", torch.nn.utils.clip_grad_norm_(model.lm.parameters(), 1.0), step)
+        check_finite("gradient norm", torch.nn.utils.clip_grad_norm_(params, 1.0), step)
         optimizer.step()
         scheduler.step()
         if (step + 1) % TRIM_EVERY == 0:
@@ -349,11 +356,18 @@ def pretrain(cfg: PretrainConfig, resume: bool = False) -> Path:
                 writer.add_scalar(f"{record['phase']}/{key}", value, step)
 
     try:
-        vq = train_vq(cfg, out, resume, log)
-        figures = tokenizer_figures(vq, cfg.model.image_size)
-        log({"phase": "vq_eval", "step": cfg.vq_steps, **figures})
+        init = None
+        if cfg.init:
+            # Positions on (if asked) for a model saved without them: they start at zero.
+            init = MiniUMM.from_pretrained(cfg.init, **({"image_positions": True}
+                                                        if cfg.model.image_positions else {}))
+            vq = init.vq
+        else:
+            vq = train_vq(cfg, out, resume, log)
+        figures = tokenizer_figures(vq, (init.config if init else cfg.model).image_size)
+        log({"phase": "vq_eval", "step": 0 if init else cfg.vq_steps, **figures})
         tqdm.write(f"image tokenizer on held-out scenes: {figures}")
-        model = train_lm(cfg, vq, out, resume, log)
+        model = train_lm(cfg, vq, out, resume, log, init)
         model.save_pretrained(out / "model")
     finally:
         log_file.close()

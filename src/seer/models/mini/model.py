@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from diffusers import VQModel
 from PIL import Image
 from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from seer.io import atomic_dir, atomic_write_json
@@ -36,6 +37,7 @@ from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
 
 CONFIG_FILE = "mini.json"
+POSITIONS_FILE = "image_positions.safetensors"
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -51,6 +53,10 @@ class MiniConfig:
     codebook_size: int = 1024
     vq_channels: tuple[int, ...] = (32, 64)
     vq_unshuffle: int = 2
+    # Learned row and column embeddings added to image codes: with only 1-D RoPE positions a
+    # small model must count codes from <boi> to know where it is in the image (it read
+    # colours but not shapes). Folders written before they existed load without them.
+    image_positions: bool = True
 
     @property
     def tokens_per_side(self) -> int:
@@ -71,12 +77,29 @@ class MiniConfig:
 
 
 
+class ImagePositions(torch.nn.Module):
+    """Row + column embeddings of an image's code grid, added to the code embeddings.
+    Zero at initialisation, so adding them to a trained model changes nothing until trained."""
+
+    def __init__(self, side: int, hidden_size: int):
+        super().__init__()
+        self.side = side
+        self.rows = torch.nn.Parameter(torch.zeros(side, hidden_size))
+        self.cols = torch.nn.Parameter(torch.zeros(side, hidden_size))
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        return self.rows[index // self.side] + self.cols[index % self.side]
+
+
 class MiniUMM(UnifiedModel):
     backend = "mini"
 
     def __init__(self, lm: LlamaForCausalLM, vq: PaletteVQ, tokenizer: PreTrainedTokenizerFast,
-                 config: MiniConfig):
+                 config: MiniConfig, positions: ImagePositions | None = None):
         self.lm, self.vq, self.tokenizer, self.config = lm, vq, tokenizer, config
+        if positions is None and config.image_positions:
+            positions = ImagePositions(config.tokens_per_side, lm.config.hidden_size)
+        self.image_positions = positions.to(self.lm.device) if positions is not None else None
         ids = tokenizer.convert_tokens_to_ids
         self.pad_id, self.bos_id, self.eos_id = ids(tk.PAD), ids(tk.BOS), ids(tk.EOS)
         self.user_id, self.assistant_id = ids(tk.USER), ids(tk.ASSISTANT)
@@ -122,6 +145,9 @@ class MiniUMM(UnifiedModel):
             vq = copy.deepcopy(self.vq.vq)
             (vq.to(dtype) if dtype else vq).save_pretrained(tmp / "vq")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
+            if self.image_positions is not None:
+                save_file({k: (v.to(dtype) if dtype else v).detach().cpu().contiguous()
+                           for k, v in self.image_positions.state_dict().items()}, tmp / POSITIONS_FILE)
             atomic_write_json(tmp / CONFIG_FILE, dataclasses.asdict(self.config))
 
     @classmethod
@@ -133,16 +159,24 @@ class MiniUMM(UnifiedModel):
         try:
             raw = json.loads((directory / CONFIG_FILE).read_text())
             raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
+            raw.setdefault("image_positions", False)  # folders from before they existed
+            if raw["image_positions"] and not (directory / POSITIONS_FILE).exists():
+                raise ModelError(f"{directory}: not a mini model directory (missing {POSITIONS_FILE})")
             config = MiniConfig(**{**raw, **options})
             with quiet_hub_bars():
                 lm = LlamaForCausalLM.from_pretrained(directory / "lm", dtype=torch.float32)
             vq = VQModel.from_pretrained(directory / "vq", torch_dtype=torch.float32)
             tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / "tokenizer")
-        except (OSError, TypeError, ValueError, SafetensorError) as err:
+            positions = None
+            if config.image_positions and (directory / POSITIONS_FILE).exists():
+                positions = ImagePositions(config.tokens_per_side, lm.config.hidden_size)
+                saved = load_file(directory / POSITIONS_FILE)
+                positions.load_state_dict({k: v.float() for k, v in saved.items()})
+        except (OSError, TypeError, ValueError, RuntimeError, SafetensorError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{directory}: cannot load the mini model: {first}") from None
         tokenizer.padding_side = "left"
-        return cls(lm, PaletteVQ(vq, config.vq_unshuffle), tokenizer, config)
+        return cls(lm, PaletteVQ(vq, config.vq_unshuffle), tokenizer, config, positions)
 
     def _merged_lm(self) -> LlamaForCausalLM:
         if hasattr(self.lm, "merge_and_unload"):  # peft: save plain weights, loadable anywhere
@@ -150,7 +184,8 @@ class MiniUMM(UnifiedModel):
         return self.lm
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.lm.parameters() if p.requires_grad]
+        extra = list(self.image_positions.parameters()) if self.image_positions is not None else []
+        return [p for p in [*self.lm.parameters(), *extra] if p.requires_grad]
 
     def enable_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.0,
                     target_modules: list[str] | None = None) -> None:
@@ -158,6 +193,8 @@ class MiniUMM(UnifiedModel):
 
         self.lm = get_peft_model(self.lm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                                                      target_modules=target_modules or LORA_TARGETS))
+        if self.image_positions is not None:
+            self.image_positions.requires_grad_(False)  # LoRA trains the adapters only
 
     def train(self, mode: bool = True) -> MiniUMM:
         self.lm.train(mode)
@@ -215,13 +252,28 @@ class MiniUMM(UnifiedModel):
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         return left_pad(rows, self.pad_id, self.device)
 
+    def embed(self, ids: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings: token embeddings, plus each image code's row and column.
+        `image_index` gives each token's place in its image's code grid; by default it is
+        counted from the last <boi> in `ids` (so pass it when decoding codes one at a time)."""
+        embeds = self.lm.get_input_embeddings()(ids)
+        if self.image_positions is None:
+            return embeds
+        is_code = (ids >= self.code_offset) & (ids < self.code_offset + self.config.codebook_size)
+        if image_index is None:
+            seen = is_code.long().cumsum(1)
+            at_boi = torch.where(ids == self.boi_id, seen, torch.zeros_like(seen)).cummax(1).values
+            image_index = seen - at_boi - 1
+        image_index = image_index.clamp(0, self.config.image_tokens - 1)
+        return embeds + self.image_positions(image_index) * is_code[..., None].to(embeds.dtype)
+
     def forward_logits(self, ids: torch.Tensor, mask: torch.Tensor, cache=None, keep: int = 0,
-                       use_cache: bool = False):
+                       use_cache: bool = False, image_index: torch.Tensor | None = None):
         """Logits (and the KV cache when `use_cache`) for left-padded rows; `mask` covers the
         cached positions too; positions count real tokens only, so padding never shifts them."""
         positions = (mask.cumsum(1) - 1).clamp(min=0)[:, -ids.shape[1]:]
-        out = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                      use_cache=use_cache or cache is not None, logits_to_keep=keep)
+        out = self.lm(inputs_embeds=self.embed(ids, image_index), attention_mask=mask, position_ids=positions,
+                      cache=cache, use_cache=use_cache or cache is not None, logits_to_keep=keep)
         return out.logits, out.cache
 
     def _prefill(self, rows: list[list[int]]):
@@ -341,7 +393,9 @@ class MiniUMM(UnifiedModel):
                 break
             token = torch.cat([code, code]) if use_cfg else code
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            logits, cache = self.forward_logits(token[:, None].to(self.device), mask, cache=cache, keep=1)
+            index = torch.full((len(token), 1), k, device=self.device)  # the code just drawn
+            logits, cache = self.forward_logits(token[:, None].to(self.device), mask, cache=cache, keep=1,
+                                                image_index=index)
         return torch.stack(out, 1)
 
     def generate_images(self, texts, *, guidance_scale=None, temperature=None, seed=0) -> ImageList:
