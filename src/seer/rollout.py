@@ -141,13 +141,21 @@ def judge_p_yes(
     '<think> reasoning </think> <answer>' (normalised over yes and no)."""
     out = []
     for k in range(0, len(questions), batch_size):
-        q, imgs = questions[k : k + batch_size], image_pairs[k : k + batch_size]
-        thoughts = evaluator.generate_text(
-            q, imgs, max_new_tokens=max_reasoning_tokens, top_k=1, prefix=T.THINK_OPEN
-        ).texts
-        prefixes = [f"{T.THINK_OPEN} {_reasoning(t)} {T.THINK_CLOSE} {T.ANSWER_OPEN}" for t in thoughts]
-        out.append(evaluator.p_yes(q, imgs, prefix=prefixes).p_yes.float().cpu())
+        read = evaluator.reasoned_p_yes(
+            questions[k : k + batch_size],
+            image_pairs[k : k + batch_size],
+            reasoning_prefix=T.THINK_OPEN,
+            answer_prefix=_answer_prefix,
+            max_new_tokens=max_reasoning_tokens,
+            stop=T.ANSWER_OPEN,
+        )
+        out.append(read.p_yes.float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def _answer_prefix(thought: str) -> str:
+    """What precedes the evaluator's answer: its own reasoning, in tags."""
+    return f"{T.THINK_OPEN} {_reasoning(thought)} {T.THINK_CLOSE} {T.ANSWER_OPEN}"
 
 
 def _reasoning(text: str) -> str:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from seer.data.mix import vocabulary_corpus
 from seer.models import load_model
-from seer.models.interface import ModelError
+from seer.models.interface import ModelError, UnifiedModel
 from seer.models.mini.model import MiniConfig, MiniUMM
 from seer.world.descriptors import parse
 from seer.world.render import render
@@ -162,6 +162,41 @@ def test_positions_save_load_and_old_folders_load_without_them(model, tmp_path):
     (tmp_path / "new" / "image_positions.safetensors").unlink()
     with pytest.raises(ModelError, match="missing image_positions.safetensors"):
         MiniUMM.from_pretrained(tmp_path / "new")
+
+
+@pytest.mark.parametrize("words", [0, 2, 4, 30])
+def test_reasoned_p_yes_in_one_pass_equals_writing_then_reading(model, image, words, monkeypatch):
+    """The one-pass P(Yes) equals the interface's default (write the reasoning, then run
+    `p_yes` after the answer prefix); only rows it cannot read in the pass go to `p_yes`."""
+    other = render(parse("a small blue square at the top, on a white background"))
+    questions, images = [QUESTION, "is the first image darker ?"], [[image, other], [other, image]]
+
+    def prefix(thought: str) -> str:  # the first `words` words the model wrote
+        return " ".join(["<think>", *thought.split()[:words]])
+
+    kwargs = dict(reasoning_prefix="<think>", answer_prefix=prefix, max_new_tokens=6)
+    default = UnifiedModel.reasoned_p_yes(model, questions, images, **kwargs)
+    calls = []
+    p_yes = model.p_yes
+    monkeypatch.setattr(model, "p_yes", lambda q, *a, **k: calls.append(len(q)) or p_yes(q, *a, **k))
+    fast = model.reasoned_p_yes(questions, images, **kwargs)
+    assert torch.allclose(fast.p_yes, default.p_yes, atol=1e-4)
+    assert torch.allclose(fast.raw_yes, default.raw_yes, atol=1e-5)
+    # Up to 4 of its own words: read in the pass. All it wrote (6 tokens, no stop): the
+    # distribution after its last token was never computed, so p_yes reads both rows.
+    assert calls == ([] if words < 30 else [2])
+
+
+def test_reasoned_p_yes_stops_writing_at_the_stop_word(model, image):
+    """A row that wrote `stop` stops; P(Yes) after the stop is still read in the pass."""
+    other = render(parse("a small blue square at the top, on a white background"))
+    questions, images = [QUESTION, QUESTION], [[image, other], [other, image]]
+    first = model.generate_text(questions, images, max_new_tokens=1, top_k=1, prefix="<think>").texts
+    kwargs = dict(reasoning_prefix="<think>", answer_prefix=lambda t: " ".join(["<think>", *t.split()[:1]]),
+                  max_new_tokens=6)
+    default = UnifiedModel.reasoned_p_yes(model, questions, images, **kwargs)
+    fast = model.reasoned_p_yes(questions, images, stop=first[0], **kwargs)
+    assert torch.allclose(fast.p_yes, default.p_yes, atol=1e-4)
 
 
 def test_p_yes_reads_the_next_token_after_the_prompt(model, image):

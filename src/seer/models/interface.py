@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -78,6 +79,18 @@ class UnifiedModel(abc.ABC):
         """P(Yes) of each question about its images, from the next-token logits right after
         the assistant turn opens (and after the forced `prefix`, e.g. "<answer>"; a list
         gives each row its own, e.g. the evaluator's own reasoning then "<answer>")."""
+
+    def reasoned_p_yes(self, questions: list[str], images: list[ImageList], *, reasoning_prefix: str,
+                       answer_prefix: Callable[[str], str], max_new_tokens: int,
+                       stop: str | None = None) -> YesNo:
+        """P(Yes) read where the model's own answer goes: it first writes greedily after
+        `reasoning_prefix` (e.g. "<think>"), then P(Yes) is read after
+        `answer_prefix(what it wrote)` (e.g. "<think> reasoning </think> <answer>").
+        `stop` is the text after which nothing more is needed (a backend may stop writing
+        there). This default writes, then runs `p_yes`; a backend may share the two passes."""
+        thoughts = self.generate_text(questions, images, max_new_tokens=max_new_tokens, top_k=1,
+                                      prefix=reasoning_prefix).texts
+        return self.p_yes(questions, images, prefix=[answer_prefix(t) for t in thoughts])
 
     # ------------------------------------------------------------ generation
 

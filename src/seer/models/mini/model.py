@@ -295,28 +295,72 @@ class MiniUMM(UnifiedModel):
                       generator=None, prefix="") -> TextSamples:
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        logits, cache, mask = self._prefill(self._prompts(prompts, images, prefix))
-        n = len(prompts)
-        done = torch.zeros(n, dtype=torch.bool)
-        sampled, logps = [], []
+        tokens, lps, _ = self._decode(self._prompts(prompts, images, prefix), max_new_tokens, temperature,
+                                      top_k, generator)
+        return samples_at_eos(tokens, lps, self.eos_id, self.decode_text)
+
+    def _decode(self, rows: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+                top_k: int | None = None, generator: torch.Generator | None = None,
+                stop_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """KV-cached sampling after `rows`: (B x T tokens, their log-probs, B x T' x 2 raw
+        P(yes), P(no) of every step's distribution). A row ends at <eos> or `stop_id`; with
+        `stop_id`, the distribution after the last row's stop is computed too (T' = T + 1)."""
+        logits, cache, mask = self._prefill(rows)
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        sampled, logps, yes_no = [], [], []
         for _ in range(max_new_tokens):
-            step = logits[:, -1].float() / max(temperature, 1e-6)
+            raw = logits[:, -1].float()
+            yes_no.append(F.softmax(raw, dim=-1)[:, [self.yes_id, self.no_id]].cpu())
+            step = raw / max(temperature, 1e-6)
             if top_k is not None:
                 kth = step.topk(top_k, dim=-1).values[:, -1:]
                 step = step.masked_fill(step < kth, float("-inf"))
             logp = F.log_softmax(step, dim=-1)
             token = torch.multinomial(logp.exp().cpu(), 1, generator=generator).squeeze(1).to(logp.device)
-            token = torch.where(done.to(token.device), torch.full_like(token, self.pad_id), token)
+            was_done = done.clone()
+            token = torch.where(was_done.to(token.device), torch.full_like(token, self.pad_id), token)
             sampled.append(token.cpu())
             logps.append(logp.gather(1, token[:, None]).squeeze(1).cpu())
             done |= (token == self.eos_id).cpu()
-            if done.all():
+            if stop_id is not None:
+                done |= (token == stop_id).cpu()
+            if done.all() and stop_id is None:
                 break
-            mask = torch.cat([mask, (~done).long()[:, None].to(mask.device)], dim=1)
+            # The token that ends a row is attended to (what follows a stop is read); pads are not.
+            mask = torch.cat([mask, (~was_done).long()[:, None].to(mask.device)], dim=1)
             logits, cache = self.forward_logits(token[:, None], mask, cache=cache, keep=1)
-        tokens = torch.stack(sampled, 1)
-        lps = torch.stack(logps, 1)
-        return samples_at_eos(tokens, lps, self.eos_id, self.decode_text)
+            if done.all():
+                yes_no.append(F.softmax(logits[:, -1].float(), dim=-1)[:, [self.yes_id, self.no_id]].cpu())
+                break
+        return torch.stack(sampled, 1), torch.stack(logps, 1), torch.stack(yes_no, 1)
+
+    @torch.no_grad()
+    def reasoned_p_yes(self, questions, images, *, reasoning_prefix, answer_prefix, max_new_tokens,
+                       stop=None) -> YesNo:
+        """One pass: while it writes its reasoning, P(Yes) of every step is kept, and where the
+        written tokens are exactly `answer_prefix(reasoning)` the answer's P(Yes) is read from
+        the step after them; rows where they are not (cut short, or reasoning that does not
+        tokenize back the same) are read by `p_yes` as in the default."""
+        stop_ids = self.text_ids(stop) if stop else []
+        stop_id = stop_ids[0] if len(stop_ids) == 1 else None
+        head = self.text_ids(reasoning_prefix)
+        tokens, _, yes_no = self._decode(self._prompts(questions, images, reasoning_prefix), max_new_tokens,
+                                         top_k=1, stop_id=stop_id)
+        yes, no = torch.full((len(questions),), float("nan")), torch.full((len(questions),), float("nan"))
+        prefixes = []
+        for i in range(len(questions)):
+            written = [int(t) for t in tokens[i] if int(t) != self.pad_id]
+            prefixes.append(answer_prefix(self.decode_text(torch.tensor(written))))
+            wanted = self.text_ids(prefixes[-1])
+            m = len(wanted) - len(head)
+            if wanted[:len(head)] == head and 0 <= m < yes_no.shape[1] and written[:m] == wanted[len(head):]:
+                yes[i], no[i] = yes_no[i, m]
+        missing = [i for i in range(len(questions)) if torch.isnan(yes[i])]
+        if missing:
+            read = self.p_yes([questions[i] for i in missing], [images[i] for i in missing],
+                              prefix=[prefixes[i] for i in missing])
+            yes[missing], no[missing] = read.raw_yes.float().cpu(), read.raw_no.float().cpu()
+        return YesNo(yes / (yes + no).clamp(min=1e-12), yes, no)
 
     def decode_text(self, token_ids: torch.Tensor) -> str:
         ids = [int(t) for t in token_ids if int(t) not in (self.eos_id, self.pad_id)]
