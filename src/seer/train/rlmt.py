@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +109,16 @@ class RLMTStage:
         reward = torch.zeros(n)
         first = torch.zeros(n)
         gt = torch.full((n,), float("nan"))
+        render_s = judge_s = 0.0
         if ok:
+            started = time.perf_counter()
             seeds = [sample_seed(self.cfg.seed, samples[i]) for i in ok]
             refs = self.cache.get([samples[i]["baseline"] for i in ok], seeds)
             policy = self.judge_model.generate_images(
                 [parsed[i].reprompt for i in ok], guidance_scale=self.cfg.guidance_scale, seed=seeds
             )
             self.policy_renders += len(ok)
+            render_s = time.perf_counter() - started
             questions = [T.pair_question("instruction", samples[i]["instruction"]) for i in ok]
             pairs = [[a, b] for a, b in zip(policy, refs, strict=True)]
             p_first = judge_p_yes(
@@ -137,6 +141,7 @@ class RLMTStage:
                 reward[ok] = order_averaged(p_first, p_second)
             else:
                 reward[ok] = p_first
+            judge_s = time.perf_counter() - started - render_s
             if self.world:
                 from seer.world.analyzer import analyze_scene
 
@@ -155,6 +160,8 @@ class RLMTStage:
             "metric/reprompt_words": lengths,
             "metric/renders_reference": torch.full((n,), float(self.cache.renders)),
             "metric/renders_policy": torch.full((n,), float(self.policy_renders)),
+            "metric/seconds_render": torch.full((n,), render_s),
+            "metric/seconds_judge": torch.full((n,), judge_s),
         }
         if self.world:
             valid = ~torch.isnan(gt)

@@ -31,7 +31,15 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from seer.io import atomic_dir, atomic_write_json
 from seer.models._hub import quiet_hub_bars
-from seer.models._text import completion_logps, left_pad, right_align, right_pad, samples_at_eos, shared_heads
+from seer.models._text import (
+    completion_logps,
+    left_pad,
+    reserve,
+    right_align,
+    right_pad,
+    samples_at_eos,
+    shared_heads,
+)
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
@@ -276,9 +284,10 @@ class MiniUMM(UnifiedModel):
                       cache=cache, use_cache=use_cache or cache is not None, logits_to_keep=keep)
         return out.logits, out.cache
 
-    def _prefill(self, rows: list[list[int]]):
-        """Last-position logits, KV cache and mask of left-padded rows, each distinct row run
-        once (a GRPO group's G copies of a prompt, the unconditional rows of guidance)."""
+    def _prefill(self, rows: list[list[int]], room: int):
+        """Last-position logits, KV cache (with room for `room` more tokens) and mask of
+        left-padded rows, each distinct row run once (a GRPO group's G copies of a prompt,
+        the unconditional rows of guidance)."""
         unique, index = shared_heads(rows)
         ids, mask = self._left_pad(unique)
         logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
@@ -286,7 +295,7 @@ class MiniUMM(UnifiedModel):
             index = index.to(ids.device)
             cache.reorder_cache(index)
             logits, mask = logits[index], mask[index]
-        return logits, cache, mask
+        return logits, reserve(cache, room), mask
 
     # ------------------------------------------------------------ text
 
@@ -305,7 +314,7 @@ class MiniUMM(UnifiedModel):
         """KV-cached sampling after `rows`: (B x T tokens, their log-probs, B x T' x 2 raw
         P(yes), P(no) of every step's distribution). A row ends at <eos> or `stop_id`; with
         `stop_id`, the distribution after the last row's stop is computed too (T' = T + 1)."""
-        logits, cache, mask = self._prefill(rows)
+        logits, cache, mask = self._prefill(rows, max_new_tokens)
         done = torch.zeros(len(rows), dtype=torch.bool)
         sampled, logps, yes_no = [], [], []
         for _ in range(max_new_tokens):
@@ -422,7 +431,7 @@ class MiniUMM(UnifiedModel):
         use_cfg = scale != 1.0
         if use_cfg:
             rows += [self.user_turn("") + [self.boi_id]] * n
-        logits, cache, mask = self._prefill(rows)
+        logits, cache, mask = self._prefill(rows, self.config.image_tokens)
         lo, hi = self.code_offset, self.code_offset + self.config.codebook_size
         out = []
         for k in range(self.config.image_tokens):
