@@ -44,9 +44,15 @@ def first_letter_reward(texts: list[str], letters: str = "abcdefgh") -> list[flo
     return [float(t[:1] != "" and t[:1] in letters) for t in texts]
 
 
+CONTEXT_WORDS = 0  # set from --context: words before each question (stand-ins for image codes)
+
+
 def prompt_texts(step: int, n: int) -> list[str]:
-    """The step's n user questions; every one has the same length, so no prompt is padded."""
-    return [f"is there a red circle ? {'yes' if (step + i) % 2 else 'no'}" for i in range(n)]
+    """The step's n user questions; every one has the same length, so no prompt is padded.
+    With --context N, N words come first: an evaluator's prompt carries two images, ~530
+    tokens, before its question."""
+    context = "the " * CONTEXT_WORDS
+    return [f"{context}is there a red circle ? {'yes' if (step + i) % 2 else 'no'}" for i in range(n)]
 
 
 def main() -> None:
@@ -58,6 +64,8 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=8, help="G, completions per prompt")
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
     ap.add_argument("--max-completion-length", type=int, default=16)
+    ap.add_argument("--context", type=int, default=0,
+                    help="words of context before each question (RLVR's two images: ~530 tokens)")
     ap.add_argument("--loss-type", default="dapo", choices=("grpo", "bnpo", "dr_grpo", "dapo"))
     ap.add_argument("--learning-rate", type=float, default=1e-3)
     ap.add_argument("--hidden", type=int, default=32, help="policy width (the tests' TINY: 32)")
@@ -65,6 +73,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="repeat the comparison, alternating which framework runs first")
     args = ap.parse_args()
+    global CONTEXT_WORDS
+    CONTEXT_WORDS = args.context
     if importlib.util.find_spec("trl") is None:
         print(INSTALL_HINT, file=sys.stderr)
         sys.exit(2)
@@ -261,7 +271,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}; transformers {transformers.__version__}, trl {trl.__version__}")
     print(f"settings: policy Llama hidden {args.hidden}, {args.layers} layers, vocab {len(base.tokenizer)} "
           f"({n_params / 1e3:.0f}k params), fp32, CPU, no vLLM; G={args.generations}, {args.prompts} prompts "
-          f"-> {completions} completions a step, max_completion_length {args.max_completion_length}, "
+          f"-> {completions} completions a step, {args.context} context words a prompt, "
+          f"max_completion_length {args.max_completion_length}, "
           f"temperature 1, beta {args.beta}, epsilon 0.2, loss_type {args.loss_type}, scale_rewards group, "
           f"lr {args.learning_rate:g} constant, AdamW, max_grad_norm 1, num_iterations 1, gradient "
           f"accumulation 1; first-letter reward; {args.warmup} warm-up + {args.steps} timed steps each, "
