@@ -4,16 +4,19 @@ and `--resume` skips finished stages."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from seer.cli import main
 from seer.data.mix import vocabulary_corpus
 from seer.models.mini.model import MiniConfig, MiniUMM
 
 TINY = MiniConfig.tiny()
+ROOT = Path(__file__).resolve().parents[1]
 GRPO = ["num_generations=4", "per_device_train_batch_size=8", "gradient_accumulation_steps=1",
         "max_steps=2", "save_steps=1"]
 REDUCED = [
@@ -58,3 +61,17 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("already done, skipped") == 4  # VIE, RLVR, RLMT, eval; the report is redrawn
     assert Path(out / "report.html").stat().st_mtime_ns >= report_before
+
+    # The README's demo section is regenerated from the folder, between its markers.
+    spec = importlib.util.spec_from_file_location("readme_demo", ROOT / "scripts" / "readme_demo.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{script.START}\nold\n{script.END}\n\nafter\n")
+    image = tmp_path / "demo.png"
+    assert script.main([str(out), "--readme", str(readme), "--image", str(image)]) == 0
+    text = readme.read_text()
+    assert "old" not in text and text.endswith(f"{script.END}\n\nafter\n")
+    assert "| evaluator (held-out pairs) |" in text and "| SEER policy (after RLMT) |" in text
+    assert Image.open(image).size[0] > 3 * 64
+
