@@ -83,8 +83,6 @@ class MiniConfig:
         return cls(**{**base, **changes})
 
 
-
-
 class ImagePositions(torch.nn.Module):
     """Row + column embeddings of an image's code grid, added to the code embeddings.
     Zero at initialisation, so adding them to a trained model changes nothing until trained."""
@@ -284,18 +282,18 @@ class MiniUMM(UnifiedModel):
                       cache=cache, use_cache=use_cache or cache is not None, logits_to_keep=keep)
         return out.logits, out.cache
 
-    def _prefill(self, rows: list[list[int]], room: int):
-        """Last-position logits, KV cache (with room for `room` more tokens) and mask of
-        left-padded rows, each distinct row run once (a GRPO group's G copies of a prompt,
-        the unconditional rows of guidance)."""
-        unique, index = shared_heads(rows)
+    def _prefill(self, unique: list[list[int]], index: torch.Tensor, room: int | None = None):
+        """Last-position logits, KV cache and mask of the rows `unique[index]` (`shared_heads`),
+        each distinct row run once (a GRPO group's G copies of a prompt, the unconditional
+        rows of guidance). With `room`, the cache reserves room for that many more tokens
+        (decoding only: its in-place writes carry no gradient)."""
         ids, mask = self._left_pad(unique)
         logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
-        if len(unique) < len(rows):
+        if len(unique) < len(index):
             index = index.to(ids.device)
             cache.reorder_cache(index)
             logits, mask = logits[index], mask[index]
-        return logits, reserve(cache, room), mask
+        return logits, reserve(cache, room) if room is not None else cache, mask
 
     # ------------------------------------------------------------ text
 
@@ -310,16 +308,19 @@ class MiniUMM(UnifiedModel):
 
     def _decode(self, rows: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
                 top_k: int | None = None, generator: torch.Generator | None = None,
-                stop_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """KV-cached sampling after `rows`: (B x T tokens, their log-probs, B x T' x 2 raw
-        P(yes), P(no) of every step's distribution). A row ends at <eos> or `stop_id`; with
-        `stop_id`, the distribution after the last row's stop is computed too (T' = T + 1)."""
-        logits, cache, mask = self._prefill(rows, max_new_tokens)
+                stop_id: int | None = None,
+                read_yes_no: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """KV-cached sampling after `rows`: (B x T tokens, their log-probs, and with
+        `read_yes_no` the B x T' x 2 raw P(yes), P(no) of every step's distribution). A row
+        ends at <eos> or `stop_id`; with `stop_id`, the distribution after the last row's
+        stop is computed too (T' = T + 1)."""
+        logits, cache, mask = self._prefill(*shared_heads(rows), room=max_new_tokens)
         done = torch.zeros(len(rows), dtype=torch.bool)
         sampled, logps, yes_no = [], [], []
         for _ in range(max_new_tokens):
             raw = logits[:, -1].float()
-            yes_no.append(F.softmax(raw, dim=-1)[:, [self.yes_id, self.no_id]].cpu())
+            if read_yes_no:
+                yes_no.append(self._yes_no(raw))
             step = raw / max(temperature, 1e-6)
             if top_k is not None:
                 kth = step.topk(top_k, dim=-1).values[:, -1:]
@@ -339,9 +340,14 @@ class MiniUMM(UnifiedModel):
             mask = torch.cat([mask, (~was_done).long()[:, None].to(mask.device)], dim=1)
             logits, cache = self.forward_logits(token[:, None], mask, cache=cache, keep=1)
             if done.all():
-                yes_no.append(F.softmax(logits[:, -1].float(), dim=-1)[:, [self.yes_id, self.no_id]].cpu())
+                if read_yes_no:
+                    yes_no.append(self._yes_no(logits[:, -1].float()))
                 break
-        return torch.stack(sampled, 1), torch.stack(logps, 1), torch.stack(yes_no, 1)
+        return torch.stack(sampled, 1), torch.stack(logps, 1), torch.stack(yes_no, 1) if yes_no else None
+
+    def _yes_no(self, logits: torch.Tensor) -> torch.Tensor:
+        """B x 2 raw P(yes), P(no) of next-token logits."""
+        return F.softmax(logits, dim=-1)[:, [self.yes_id, self.no_id]].cpu()
 
     @torch.no_grad()
     def reasoned_p_yes(self, questions, images, *, reasoning_prefix, answer_prefix, max_new_tokens,
@@ -354,7 +360,7 @@ class MiniUMM(UnifiedModel):
         stop_id = stop_ids[0] if len(stop_ids) == 1 else None
         head = self.text_ids(reasoning_prefix)
         tokens, _, yes_no = self._decode(self._prompts(questions, images, reasoning_prefix), max_new_tokens,
-                                         top_k=1, stop_id=stop_id)
+                                         top_k=1, stop_id=stop_id, read_yes_no=True)
         yes, no = torch.full((len(questions),), float("nan")), torch.full((len(questions),), float("nan"))
         prefixes = []
         for i in range(len(questions)):
@@ -395,14 +401,11 @@ class MiniUMM(UnifiedModel):
         """Completion log-probs when rows share their prompt (a GRPO group): each distinct
         prompt is run once, with gradient, and its KV cache is repeated for its completions,
         so a two-image prompt of ~530 tokens is not recomputed G times."""
-        ids, mask = self._left_pad(unique)
-        logits, cache = self.forward_logits(ids, mask, keep=1, use_cache=True)
-        index = index.to(ids.device)
-        cache.reorder_cache(index)
+        logits, cache, mask = self._prefill(unique, index)
         comp, comp_mask = right_pad(completions, self.pad_id, self.device)
-        tail, _ = self.forward_logits(comp, torch.cat([mask[index], comp_mask], 1), cache=cache)
+        tail, _ = self.forward_logits(comp, torch.cat([mask, comp_mask], 1), cache=cache)
         # Token j is predicted at position j - 1: the prompt's last position for j = 0.
-        logits = torch.cat([logits[index], tail[:, :-1]], 1).float() / temperature
+        logits = torch.cat([logits, tail[:, :-1]], 1).float() / temperature
         logp = F.log_softmax(logits, dim=-1).gather(2, comp[..., None]).squeeze(2)
         return right_align(logp, [len(c) for c in completions])
 
@@ -431,7 +434,7 @@ class MiniUMM(UnifiedModel):
         use_cfg = scale != 1.0
         if use_cfg:
             rows += [self.user_turn("") + [self.boi_id]] * n
-        logits, cache, mask = self._prefill(rows, self.config.image_tokens)
+        logits, cache, mask = self._prefill(*shared_heads(rows), room=self.config.image_tokens)
         lo, hi = self.code_offset, self.code_offset + self.config.codebook_size
         out = []
         for k in range(self.config.image_tokens):
