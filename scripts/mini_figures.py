@@ -29,17 +29,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = MiniUMM.from_pretrained(args.model)
     temperatures = [float(t) for t in args.temperatures.split(",")]
-    figures: dict = {}
     t0 = time.perf_counter()
-    for t in temperatures:
-        model.config.image_temperature = t
-        figures[f"generation_T{t}"] = ev.generation(model, n=args.n)
-        seconds = time.perf_counter() - t0
-        print(f"generation at T {t}: {figures[f'generation_T{t}']} ({seconds:.0f} s)", flush=True)
-    model.config.image_temperature = temperatures[0]
-    figures |= ev.understanding(model, n=args.n) | ev.knowledge(model)
-    figures |= ev.gap(model, per_instruction=max(1, args.n // 50))
+    figures = ev.figures(model, n=args.n, temperatures=tuple(temperatures))
     print(json.dumps(figures, indent=2))
+    print(f"{time.perf_counter() - t0:.0f} s")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(figures, f, indent=2)

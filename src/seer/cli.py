@@ -95,8 +95,7 @@ def _pretrain(args: argparse.Namespace) -> None:
         from seer.models.mini.model import MiniUMM
 
         model = MiniUMM.from_pretrained(model_dir)
-        figures = {**ev.generation(model, n=args.eval), **ev.understanding(model, n=args.eval),
-                   **ev.knowledge(model), **ev.gap(model, per_instruction=max(1, args.eval // 50))}
+        figures = ev.figures(model, n=args.eval)
         atomic_write_json(Path(cfg.out) / "figures.json", figures)
         print(json.dumps(figures, indent=2))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -323,3 +325,27 @@ def test_corrupt_weights_are_a_one_line_error(model, tmp_path):
 def test_zero_new_tokens_is_refused(model):
     with pytest.raises(ValueError, match="max_new_tokens"):
         model.generate_text([QUESTION], max_new_tokens=0)
+
+
+def test_a_local_tokenizer_code_depends_on_its_patch_alone(model):
+    rng = np.random.default_rng(0)
+    palettes = torch.from_numpy(rng.integers(0, 13, size=(1, 64, 64)))
+    codes = model.vq.encode(palettes)
+    changed = palettes.clone()
+    changed[0, 8:16, 16:24] = (changed[0, 8:16, 16:24] + 1) % 13  # patch (row 1, column 2)
+    differs = (model.vq.encode(changed) != codes).view(8, 8)
+    assert not differs.flatten()[[k for k in range(64) if k != 1 * 8 + 2]].any()
+    # The decoder reads the whole code grid and draws the whole image.
+    assert model.vq.decode(codes).shape == (1, 64, 64)
+
+
+def test_folders_from_before_local_tokenizers_load_as_convolutional(tmp_path, image):
+    conv = MiniUMM.create(vocabulary_corpus(), MiniConfig.tiny(vq_local=False), seed=0)
+    conv.save_pretrained(tmp_path / "old")
+    config = tmp_path / "old" / "mini.json"
+    raw = json.loads(config.read_text())
+    del raw["vq_local"]
+    config.write_text(json.dumps(raw))
+    loaded = MiniUMM.from_pretrained(tmp_path / "old")
+    assert not loaded.vq.local
+    assert torch.equal(loaded.encode_images([image]), conv.encode_images([image]))

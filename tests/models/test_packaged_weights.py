@@ -52,8 +52,7 @@ def test_loads_offline_as_the_default(model, monkeypatch):
 
 
 def test_figures_on_a_small_held_out_sample(model):
-    figures = {**ev.generation(model, n=32, seed=7), **ev.understanding(model, n=48, seed=7),
-               **ev.knowledge(model), **ev.gap(model, per_instruction=1, seed=7)}
+    figures = ev.figures(model, n=48, seed=7)
     for key, floor in FLOORS.items():
         assert figures[key] >= floor, (key, figures[key], floor)
     for key, ceiling in CEILINGS.items():

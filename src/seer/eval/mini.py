@@ -127,3 +127,21 @@ def gap(model: UnifiedModel, per_instruction: int = 4, seed: int = 0, batch_size
                              for r, im in zip(batch, images, strict=True)]
     return {f"{name}_satisfaction": float(np.mean(v)) for name, v in scores.items()} | {
         f"{name}_full": float(np.mean([s == 1.0 for s in v])) for name, v in scores.items()}
+
+
+def figures(model: UnifiedModel, n: int = 200, seed: int = 0,
+            temperatures: tuple[float, ...] | None = None) -> dict:
+    """Every pretraining figure on `n` held-out items per kind (what `seer pretrain --eval`
+    reports). With `temperatures`, generation is measured at each image temperature, under
+    `generation_T{t}`, and the rest at the first."""
+    out: dict = {}
+    config = getattr(model, "config", None)
+    if temperatures:
+        for t in temperatures:
+            config.image_temperature = t
+            out[f"generation_T{t}"] = generation(model, n=n, seed=seed)
+        config.image_temperature = temperatures[0]
+    else:
+        out |= generation(model, n=n, seed=seed)
+    out |= understanding(model, n=n, seed=seed) | knowledge(model)
+    return out | gap(model, per_instruction=max(1, n // 50), seed=seed)

@@ -31,8 +31,8 @@ from transformers import get_cosine_schedule_with_warmup
 from seer.config import ConfigError
 from seer.data.mix import DEFAULT_WEIGHTS, Example, Mix, vocabulary_corpus
 from seer.io import atomic_write_json
-from seer.models.mini.model import MiniConfig, MiniUMM
-from seer.models.mini.vq import PaletteVQ, to_palette, vq_config
+from seer.models.mini.model import MiniConfig, MiniUMM, new_vq
+from seer.models.mini.vq import PaletteVQ, to_palette
 from seer.train.checkpoint import check_finite, load_state, restore, save_checkpoint
 from seer.world.render import render_array
 from seer.world.scene import sample_scene
@@ -58,6 +58,10 @@ class PretrainConfig:
     # Pixels on a colour boundary weigh this much more in the tokenizer loss: a 1 px
     # outline ring is a sliver of the image but decides how the analyzer reads the style.
     vq_edge_weight: float = 4.0
+    # The first steps train a plain autoencoder (no quantizer); then the codebook starts from
+    # encodings of the most frequent patches (a local tokenizer) or of random patches. A
+    # codebook trained from random vectors at once collapsed onto a handful of codes.
+    vq_autoencoder_steps: int = 500
     # Phase 2: unified transformer.
     steps: int = 2000
     batch_size: int = 32
@@ -89,9 +93,7 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
     ckpt = out / "vq"
     torch.manual_seed(cfg.seed)  # the tokenizer's initial weights and its batches
     resuming = resume and (ckpt / "state.pt").exists()
-    weights = (VQModel.from_pretrained(ckpt) if resuming
-               else VQModel(**vq_config(mc.image_size, mc.vq_unshuffle, mc.codebook_size, mc.vq_channels)))
-    vq = PaletteVQ(weights, mc.vq_unshuffle)
+    vq = PaletteVQ(VQModel.from_pretrained(ckpt), mc.vq_unshuffle, mc.vq_local) if resuming else new_vq(mc)
     optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr)
     start = 0
     usage = torch.zeros(mc.codebook_size)  # code use since the last dead-code restart
@@ -106,6 +108,8 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
     scheduler = get_cosine_schedule_with_warmup(optimizer, 0, cfg.vq_steps, last_epoch=start - 1)
     if start >= cfg.vq_steps:
         return vq
+    # At most half the steps without the quantizer, so short (test) runs still quantize.
+    autoencoder_steps = min(cfg.vq_autoencoder_steps, cfg.vq_steps // 2)
     rng = random.Random(f"{cfg.seed}/vq")
     data = render_palettes([sample_scene(rng) for _ in range(cfg.vq_scenes)], mc.image_size)
     dead = 0
@@ -114,8 +118,11 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
                total=cfg.vq_steps)
     for step in bar:
         x = data[torch.randint(len(data), (cfg.vq_batch_size,))]
+        if step == autoencoder_steps:
+            start_codebook(vq, data, usage)
+        quantize = step >= autoencoder_steps
         with _autocast(cfg.bf16):
-            logits, commit, codes = vq(x)
+            logits, commit, codes = vq(x, quantize=quantize)
         pixel_loss = F.cross_entropy(logits.float(), x, reduction="none")
         weights = edge_weights(x, cfg.vq_edge_weight)
         loss = (pixel_loss * weights).sum() / weights.sum() + commit.float()
@@ -125,9 +132,11 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
         check_finite("tokenizer gradient norm", torch.nn.utils.clip_grad_norm_(vq.parameters(), 1e9), step)
         optimizer.step()
         scheduler.step()
-        usage += torch.bincount(codes.reshape(-1), minlength=mc.codebook_size)
-        if (step + 1) % RESTART_EVERY == 0:
-            dead = restart_dead_codes(vq, x, usage)
+        if quantize:
+            usage += torch.bincount(codes.reshape(-1), minlength=mc.codebook_size)
+        if quantize and (step + 1) % RESTART_EVERY == 0:
+            patch_errors = F.avg_pool2d(pixel_loss.detach()[:, None], mc.patch_size).flatten()
+            dead = restart_dead_codes(vq, x, usage, patch_errors)
             usage.zero_()
         if (step + 1) % cfg.log_every == 0:
             log({"phase": "vq", "step": step + 1, "loss": loss.item(), "dead_codes": dead})
@@ -152,12 +161,31 @@ def edge_weights(x: torch.Tensor, edge_weight: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def restart_dead_codes(vq: PaletteVQ, batch: torch.Tensor, usage: torch.Tensor) -> int:
-    """Codes no token chose since the last restart move onto random encoder outputs."""
+def start_codebook(vq: PaletteVQ, data: torch.Tensor, usage: torch.Tensor) -> None:
+    """The codebook at the end of the autoencoder steps (see `vq_autoencoder_steps`)."""
+    sample = data[:2000]
+    if vq.local:
+        vq.init_codebook(sample)
+    else:
+        restart_dead_codes(vq, sample[:64], torch.zeros_like(usage))
+    usage.zero_()
+
+
+@torch.no_grad()
+def restart_dead_codes(vq: PaletteVQ, batch: torch.Tensor, usage: torch.Tensor,
+                       patch_errors: torch.Tensor | None = None) -> int:
+    """Codes no token chose since the last restart move onto encoder outputs of the batch,
+    drawn in proportion to each patch's reconstruction error when given: spare codes go to
+    the patches drawn worst (rare colour pairs, thin strokes), not to yet another copy of a
+    plain background, which most patches are."""
     dead = (usage == 0).nonzero().squeeze(1)
     if len(dead):
         h = vq.vq.encode(vq._in(batch)).latents.permute(0, 2, 3, 1).reshape(-1, vq.vq.config.vq_embed_dim)
-        vq.vq.quantize.embedding.weight.data[dead] = h[torch.randint(len(h), (len(dead),))]
+        if patch_errors is not None and int((patch_errors > 0).sum()) >= len(dead):
+            chosen = torch.multinomial(patch_errors.float(), len(dead), replacement=False)
+        else:
+            chosen = torch.randint(len(h), (len(dead),))
+        vq.vq.quantize.embedding.weight.data[dead] = h[chosen]
     return len(dead)
 
 
@@ -291,6 +319,9 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
 
 # Keys a resumed run may change: how long it runs and how it reports, not what it learns.
 RESUMABLE_CHANGES = {"out", "steps", "vq_steps", "checkpoint_every", "log_every", "compile"}
+# Keys only the transformer phase reads: free to change until that phase writes its first
+# checkpoint, so one run can train the tokenizer and the next choose the transformer's recipe.
+TRANSFORMER_KEYS = {"batch_size", "lr", "warmup_steps", "weight_decay", "mix", "bf16"}
 
 
 def validate(cfg: PretrainConfig) -> None:
@@ -301,10 +332,12 @@ def validate(cfg: PretrainConfig) -> None:
                 "log_every"):
         if getattr(cfg, key) < (0 if key in ("vq_steps", "steps") else 1):
             raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
-    grid = mc.vq_unshuffle * 2 ** (len(mc.vq_channels) - 1)
-    if mc.image_size % grid:
-        raise ConfigError(f"model.image_size {mc.image_size} must be a multiple of {grid} "
-                          "(vq_unshuffle x 2^(len(vq_channels) - 1))")
+    if mc.vq_local and len(mc.vq_channels) != 1:
+        raise ConfigError(f"model.vq_channels {mc.vq_channels}: a local tokenizer (model.vq_local) "
+                          "has one block, e.g. [128]")
+    if mc.image_size % mc.patch_size:
+        raise ConfigError(f"model.image_size {mc.image_size} must be a multiple of {mc.patch_size} "
+                          "(vq_unshuffle, x 2^(len(vq_channels) - 1) unless vq_local)")
     if mc.hidden_size % mc.num_heads:
         raise ConfigError(f"model.hidden_size {mc.hidden_size} must be a multiple of model.num_heads")
     if any(c % 32 for c in mc.vq_channels):
@@ -317,8 +350,9 @@ def check_resumable(cfg: PretrainConfig, out: Path) -> None:
     if not saved_file.exists():
         return
     saved, now = json.loads(saved_file.read_text()), json.loads(json.dumps(dataclasses.asdict(cfg)))
+    free = RESUMABLE_CHANGES | (set() if (out / "checkpoint" / "state.pt").exists() else TRANSFORMER_KEYS)
     for key in sorted(set(saved) | set(now)):
-        if key not in RESUMABLE_CHANGES and saved.get(key) != now.get(key):
+        if key not in free and saved.get(key) != now.get(key):
             raise ConfigError(f"{saved_file}: --resume with a different '{key}' "
                               f"({saved.get(key)!r} before, {now.get(key)!r} now)")
 

@@ -59,8 +59,12 @@ class MiniConfig:
     num_layers: int = 6
     num_heads: int = 4
     codebook_size: int = 1024
-    vq_channels: tuple[int, ...] = (32, 64)
-    vq_unshuffle: int = 2
+    vq_channels: tuple[int, ...] = (128,)
+    vq_unshuffle: int = 4
+    # One code per vq_unshuffle x vq_unshuffle patch, computed from that patch alone
+    # (`PaletteVQ.local`): equal patches get equal codes everywhere. Folders written before
+    # it existed hold convolutional tokenizers and load with it off.
+    vq_local: bool = True
     # Learned row and column embeddings added to image codes: with only 1-D RoPE positions a
     # small model must count codes from <boi> to know where it is in the image (it read
     # colours but not shapes). Folders written before they existed load without them.
@@ -68,7 +72,12 @@ class MiniConfig:
 
     @property
     def tokens_per_side(self) -> int:
-        return self.image_size // self.vq_unshuffle // 2 ** (len(self.vq_channels) - 1)
+        return self.image_size // self.patch_size
+
+    @property
+    def patch_size(self) -> int:
+        """Pixels per code along a side (a local tokenizer has no downsampling blocks)."""
+        return self.vq_unshuffle * (1 if self.vq_local else 2 ** (len(self.vq_channels) - 1))
 
     @property
     def image_tokens(self) -> int:
@@ -81,6 +90,13 @@ class MiniConfig:
         base = dict(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
                     vq_unshuffle=8)
         return cls(**{**base, **changes})
+
+
+def new_vq(config: MiniConfig) -> PaletteVQ:
+    """A freshly initialised image tokenizer for `config`."""
+    return PaletteVQ(VQModel(**vq_config(config.image_size, config.vq_unshuffle, config.codebook_size,
+                                         config.vq_channels, local=config.vq_local)),
+                     config.vq_unshuffle, config.vq_local)
 
 
 class ImagePositions(torch.nn.Module):
@@ -127,8 +143,7 @@ class MiniUMM(UnifiedModel):
         torch.manual_seed(seed)
         tokenizer = tk.build_tokenizer(corpus, config.codebook_size)
         if vq is None:
-            vq = PaletteVQ(VQModel(**vq_config(config.image_size, config.vq_unshuffle, config.codebook_size,
-                                               config.vq_channels)), config.vq_unshuffle)
+            vq = new_vq(config)
         lm_config = LlamaConfig(
             vocab_size=len(tokenizer), hidden_size=config.hidden_size,
             intermediate_size=3 * config.hidden_size, num_hidden_layers=config.num_layers,
@@ -166,6 +181,7 @@ class MiniUMM(UnifiedModel):
             raw = json.loads((directory / CONFIG_FILE).read_text())
             raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
             raw.setdefault("image_positions", False)  # folders from before they existed
+            raw.setdefault("vq_local", False)
             if raw["image_positions"] and not (directory / POSITIONS_FILE).exists():
                 raise ModelError(f"{directory}: not a mini model directory (missing {POSITIONS_FILE})")
             config = MiniConfig(**{**raw, **options})
@@ -182,7 +198,7 @@ class MiniUMM(UnifiedModel):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{directory}: cannot load the mini model: {first}") from None
         tokenizer.padding_side = "left"
-        return cls(lm, PaletteVQ(vq, config.vq_unshuffle), tokenizer, config, positions)
+        return cls(lm, PaletteVQ(vq, config.vq_unshuffle, config.vq_local), tokenizer, config, positions)
 
     def _merged_lm(self) -> LlamaForCausalLM:
         if hasattr(self.lm, "merge_and_unload"):  # peft: save plain weights, loadable anywhere
