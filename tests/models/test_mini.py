@@ -264,7 +264,7 @@ def test_lora_trains_only_adapters(tmp_path, image):
     trainable = model.trainable_parameters()
     assert 0 < sum(p.numel() for p in trainable) < total / 5
     before = model.p_yes([QUESTION], [[image]]).raw_yes
-    optimizer = torch.optim.SGD(trainable, lr=1.0)
+    optimizer = torch.optim.SGD(trainable, lr=0.1)
     for _ in range(3):
         logp, _ = model.completion_logprobs([QUESTION], [torch.tensor([model.yes_id])], [[image]])
         (-logp.sum()).backward()
@@ -349,3 +349,24 @@ def test_folders_from_before_local_tokenizers_load_as_convolutional(tmp_path, im
     loaded = MiniUMM.from_pretrained(tmp_path / "old")
     assert not loaded.vq.local
     assert torch.equal(loaded.encode_images([image]), conv.encode_images([image]))
+
+
+def test_each_grid_cell_is_one_text_token(model):
+    tokens = model.tokenizer.tokenize("a red cross at the top left , at the top , At the Bottom right")
+    assert tokens == ["a", "red", "cross", "at", "the", "top left", ",", "at", "the", "top", ",",
+                      "at", "the", "bottom right"]
+    assert "<unk>" not in model.tokenizer.tokenize(" ".join(vocabulary_corpus()[:200]))
+    text = "a small blue square at the bottom left, on a white background"
+    assert model.tokenizer.decode(model.tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+
+
+def test_folders_from_before_merged_phrases_keep_their_tokenizer(tmp_path):
+    old = MiniUMM.create(vocabulary_corpus(), MiniConfig.tiny(text_phrases=()), seed=0)
+    old.save_pretrained(tmp_path / "old")
+    config = tmp_path / "old" / "mini.json"
+    raw = json.loads(config.read_text())
+    del raw["text_phrases"]
+    config.write_text(json.dumps(raw))
+    loaded = MiniUMM.from_pretrained(tmp_path / "old")
+    assert loaded.config.text_phrases == ()
+    assert loaded.tokenizer.tokenize("at the top left") == ["at", "the", "top", "left"]

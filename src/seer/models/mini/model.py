@@ -69,6 +69,9 @@ class MiniConfig:
     # small model must count codes from <boi> to know where it is in the image (it read
     # colours but not shapes). Folders written before they existed load without them.
     image_positions: bool = True
+    # Word pairs the text tokenizer keeps as one token (`tokenizer.PHRASES`: one token per grid
+    # cell). Folders written before it existed split them and load with none.
+    text_phrases: tuple[str, ...] = tk.PHRASES
 
     @property
     def tokens_per_side(self) -> int:
@@ -141,7 +144,7 @@ class MiniUMM(UnifiedModel):
         tokenizer unless a trained `vq` is given)."""
         config = config or MiniConfig()
         torch.manual_seed(seed)
-        tokenizer = tk.build_tokenizer(corpus, config.codebook_size)
+        tokenizer = tk.build_tokenizer(corpus, config.codebook_size, config.text_phrases)
         if vq is None:
             vq = new_vq(config)
         lm_config = LlamaConfig(
@@ -182,6 +185,7 @@ class MiniUMM(UnifiedModel):
             raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
             raw.setdefault("image_positions", False)  # folders from before they existed
             raw.setdefault("vq_local", False)
+            raw["text_phrases"] = tuple(raw.get("text_phrases", ()))
             if raw["image_positions"] and not (directory / POSITIONS_FILE).exists():
                 raise ModelError(f"{directory}: not a mini model directory (missing {POSITIONS_FILE})")
             config = MiniConfig(**{**raw, **options})
