@@ -59,12 +59,14 @@ class MiniConfig:
     num_layers: int = 6
     num_heads: int = 4
     codebook_size: int = 1024
-    vq_channels: tuple[int, ...] = (128,)
-    vq_unshuffle: int = 4
+    vq_channels: tuple[int, ...] = (32, 64)
+    vq_unshuffle: int = 2
     # One code per vq_unshuffle x vq_unshuffle patch, computed from that patch alone
-    # (`PaletteVQ.local`): equal patches get equal codes everywhere. Folders written before
-    # it existed hold convolutional tokenizers and load with it off.
-    vq_local: bool = True
+    # (`PaletteVQ.local`; use with vq_channels [128] and vq_unshuffle 4): equal patches get
+    # equal codes everywhere. Off by default: run g's local tokenizer read back 67% of scenes
+    # exactly (the convolutional one 87%) and the transformer drew no better on it
+    # (docs/benchmarks.md). Folders written before it existed load with it off.
+    vq_local: bool = False
     # Learned row and column embeddings added to image codes: with only 1-D RoPE positions a
     # small model must count codes from <boi> to know where it is in the image (it read
     # colours but not shapes). Folders written before they existed load without them.
@@ -91,7 +93,7 @@ class MiniConfig:
         """A tiny random configuration (64 image tokens of an 8x8 grid, 2 small layers):
         for tests and smoke runs of every command in seconds, never for figures."""
         base = dict(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
-                    vq_unshuffle=8)
+                    vq_unshuffle=8, vq_local=True)
         return cls(**{**base, **changes})
 
 
