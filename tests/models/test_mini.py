@@ -339,14 +339,19 @@ def test_a_local_tokenizer_code_depends_on_its_patch_alone(model):
     assert model.vq.decode(codes).shape == (1, 64, 64)
 
 
+def _saved_before(model: MiniUMM, key: str, folder) -> MiniUMM:
+    """`model` saved as a folder from before mini.json had `key`, loaded back."""
+    model.save_pretrained(folder)
+    config = folder / "mini.json"
+    raw = json.loads(config.read_text())
+    del raw[key]
+    config.write_text(json.dumps(raw))
+    return MiniUMM.from_pretrained(folder)
+
+
 def test_folders_from_before_local_tokenizers_load_as_convolutional(tmp_path, image):
     conv = MiniUMM.create(vocabulary_corpus(), MiniConfig.tiny(vq_local=False), seed=0)
-    conv.save_pretrained(tmp_path / "old")
-    config = tmp_path / "old" / "mini.json"
-    raw = json.loads(config.read_text())
-    del raw["vq_local"]
-    config.write_text(json.dumps(raw))
-    loaded = MiniUMM.from_pretrained(tmp_path / "old")
+    loaded = _saved_before(conv, "vq_local", tmp_path / "old")
     assert not loaded.vq.local
     assert torch.equal(loaded.encode_images([image]), conv.encode_images([image]))
 
@@ -362,11 +367,6 @@ def test_each_grid_cell_is_one_text_token(model):
 
 def test_folders_from_before_merged_phrases_keep_their_tokenizer(tmp_path):
     old = MiniUMM.create(vocabulary_corpus(), MiniConfig.tiny(text_phrases=()), seed=0)
-    old.save_pretrained(tmp_path / "old")
-    config = tmp_path / "old" / "mini.json"
-    raw = json.loads(config.read_text())
-    del raw["text_phrases"]
-    config.write_text(json.dumps(raw))
-    loaded = MiniUMM.from_pretrained(tmp_path / "old")
+    loaded = _saved_before(old, "text_phrases", tmp_path / "old")
     assert loaded.config.text_phrases == ()
     assert loaded.tokenizer.tokenize("at the top left") == ["at", "the", "top", "left"]

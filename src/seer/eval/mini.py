@@ -135,12 +135,11 @@ def figures(model: UnifiedModel, n: int = 200, seed: int = 0,
     reports). With `temperatures`, generation is measured at each image temperature, under
     `generation_T{t}`, and the rest at the first."""
     out: dict = {}
-    config = getattr(model, "config", None)
     if temperatures:
         for t in temperatures:
-            config.image_temperature = t
+            model.config.image_temperature = t
             out[f"generation_T{t}"] = generation(model, n=n, seed=seed)
-        config.image_temperature = temperatures[0]
+        model.config.image_temperature = temperatures[0]
     else:
         out |= generation(model, n=n, seed=seed)
     out |= understanding(model, n=n, seed=seed) | knowledge(model)
