@@ -75,3 +75,12 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     assert "| evaluator (held-out pairs) |" in text and "| SEER policy (after RLMT) |" in text
     assert Image.open(image).size[0] > 3 * 64
 
+
+    # CI's check of a full demo folder: every output there; a gain it cannot have is named.
+    spec = importlib.util.spec_from_file_location("check_demo", ROOT / "scripts" / "check_demo.py")
+    checker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checker)
+    assert checker.check(out, min_gain=-1.0) == []
+    assert any("is not 2.00 above the base's" in p for p in checker.check(out, min_gain=2.0))
+    (out / "report.html").unlink()
+    assert checker.check(out, min_gain=-1.0) == [f"{out / 'report.html'}: missing"]

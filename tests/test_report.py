@@ -350,3 +350,12 @@ def test_the_report_renders_with_its_images_in_headless_chromium(tmp_path):
     for role, colour in COLOURS.items():  # each example image shows twice, at 256 px
         near = sum(n for n, c in counts if max(abs(a - b) for a, b in zip(c, colour, strict=True)) <= 6)
         assert near >= 2 * (256 * 256 - 64 * 64) * 0.9, f"{role} image not on screen ({near} pixels)"
+
+
+def test_summary_says_down_when_rlvr_lowered_accuracy():
+    from seer.report import summary_lines
+
+    metrics = {"evaluator_accuracy": {"before": {"test_id": {"accuracy": 0.6}},
+                                      "after": {"test_id": {"accuracy": 0.5}}}}
+    assert summary_lines(metrics)[0] == (
+        "Evaluator on test_id: accuracy 50.0% after RLVR, down from 60.0% before.")

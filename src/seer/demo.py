@@ -37,20 +37,9 @@ def _vie() -> VIEConfig:
 
 
 def _rlvr() -> RLVRConfig:
-    return RLVRConfig(
-        eval_before=False,
-        eval_splits=["test_id"],
-        difficulty="margin",
-        grpo=GRPOConfig(
-            num_generations=8,
-            per_device_train_batch_size=16,
-            gradient_accumulation_steps=2,
-            max_completion_length=12,
-            learning_rate=1e-4,
-            max_steps=40,
-            save_steps=10,
-        ),
-    )
+    # The stage's defaults (LoRA at 1e-3, 100 steps: 80 steps measured 69.8% held-out
+    # accuracy, 100 steps 78.1%); difficulty from the ground-truth margin.
+    return RLVRConfig(eval_before=False, eval_splits=["test_id"], difficulty="margin")
 
 
 def _rlmt() -> RLMTConfig:
@@ -64,8 +53,8 @@ def _rlmt() -> RLMTConfig:
             max_completion_length=40,
             learning_rate=1e-4,
             beta=0.02,
-            max_steps=24,
-            save_steps=8,
+            max_steps=20,
+            save_steps=10,
         ),
     )
 

@@ -208,7 +208,8 @@ def summary_lines(metrics: dict) -> list[str]:
         a, b = after[split], before.get(split, {})
         line = f"Evaluator on {split}: accuracy {fmt('accuracy', a.get('accuracy'))}"
         if "accuracy" in b:
-            line += f" after RLVR, up from {fmt('accuracy', b['accuracy'])} before"
+            direction = "up" if a.get("accuracy", 0) >= b["accuracy"] else "down"
+            line += f" after RLVR, {direction} from {fmt('accuracy', b['accuracy'])} before"
         if "position_bias_gap" in a:
             line += f"; position-bias gap {fmt('position_bias_gap', a['position_bias_gap'])}"
         lines.append(line + ".")

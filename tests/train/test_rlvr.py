@@ -118,16 +118,48 @@ def test_buckets_go_from_easy_to_hard():
 def test_pool_grows_on_schedule_and_none_uses_everything():
     items = _items(30)
     grpo = GRPOConfig(max_steps=100)
-    stage = RLVRStage(RLVRConfig(grpo=grpo, curriculum_schedule=[0.0, 0.25, 0.5]), items, lambda item: [])
+    stage = RLVRStage(RLVRConfig(grpo=grpo, curriculum_schedule=[0.0, 0.25, 0.5], paired_orders=False),
+                      items, lambda item: [])
     assert [len(stage.pool(s)) for s in (0, 24, 25, 49, 50, 99)] == [10, 10, 20, 20, 30, 30]
     easy = set(stage.pool(0))
     assert all(p.data["label"] == "yes" for p in stage.batch(0, 4))
     assert {items.index(next(i for i in items if i["id"] == items[k]["id"])) for k in easy} == easy
-    flat = RLVRStage(RLVRConfig(grpo=grpo, curriculum="none"), items, lambda item: [])
+    flat = RLVRStage(RLVRConfig(grpo=grpo, curriculum="none", paired_orders=False), items, lambda item: [])
     assert len(flat.pool(0)) == 30
     assert [p.text for p in stage.batch(7, 4)] == [
         p.text for p in stage.batch(7, 4)
     ]  # a function of the step
+
+
+def _paired_items(n_samples: int) -> list[dict]:
+    return [
+        {"id": f"s{k}-{kind}-{order}", "sample_id": f"s{k}", "kind": kind, "order": order,
+         "question": f"{kind} {k}", "images": [], "label": "yes" if order == "positive_first" else "no",
+         "margin": 1 - k / n_samples}
+        for k in range(n_samples) for kind in ("instruction", "description")
+        for order in ("positive_first", "negative_first")
+    ]
+
+
+def test_paired_orders_draw_each_item_with_its_twin():
+    items = _paired_items(12)
+    stage = RLVRStage(RLVRConfig(grpo=GRPOConfig(max_steps=10), difficulty="margin"), items, lambda item: [])
+    for step in (0, 9):
+        batch = stage.batch(step, 8)
+        assert len(batch) == 8
+        for first, second in zip(batch[::2], batch[1::2], strict=True):
+            assert first.text == second.text  # the same sample and question kind
+            assert {first.data["order"], second.data["order"]} == {"positive_first", "negative_first"}
+            assert first.data["label"] != second.data["label"]
+
+
+def test_paired_orders_need_both_orders_and_an_even_batch():
+    items = _paired_items(3)[:-1]
+    with pytest.raises(ValueError, match=r"sample s2 \(description\): paired_orders needs both image orders"):
+        RLVRStage(RLVRConfig(difficulty="margin"), items, lambda item: [])
+    odd = GRPOConfig(num_generations=4, per_device_train_batch_size=12, gradient_accumulation_steps=1)
+    with pytest.raises(ConfigError, match="even number of prompts per step, got 3"):
+        RLVRConfig(grpo=odd).validate()
 
 
 def test_curriculum_needs_a_difficulty():
