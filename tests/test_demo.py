@@ -31,6 +31,14 @@ REDUCED = [
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _script(name: str):
+    """A module from scripts/ (not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     model = tmp_path / "model"
     MiniUMM.create(vocabulary_corpus(), TINY, seed=0).save_pretrained(model)
@@ -63,9 +71,7 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     assert Path(out / "report.html").stat().st_mtime_ns >= report_before
 
     # The README's demo section is regenerated from the folder, between its markers.
-    spec = importlib.util.spec_from_file_location("readme_demo", ROOT / "scripts" / "readme_demo.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("readme_demo")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{script.START}\nold\n{script.END}\n\nafter\n")
     image = tmp_path / "demo.png"
@@ -75,11 +81,8 @@ def test_demo_runs_every_stage_and_resumes(tmp_path, capsys):
     assert "| evaluator (held-out pairs) |" in text and "| SEER policy (after RLMT) |" in text
     assert Image.open(image).size[0] > 3 * 64
 
-
     # CI's check of a full demo folder: every output there; a gain it cannot have is named.
-    spec = importlib.util.spec_from_file_location("check_demo", ROOT / "scripts" / "check_demo.py")
-    checker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checker)
+    checker = _script("check_demo")
     assert checker.check(out, min_gain=-1.0) == []
     assert any("is not 2.00 above the base's" in p for p in checker.check(out, min_gain=2.0))
     (out / "report.html").unlink()
