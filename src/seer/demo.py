@@ -38,8 +38,9 @@ def _vie() -> VIEConfig:
 
 def _rlvr() -> RLVRConfig:
     # The stage's defaults (LoRA at 1e-3, 100 steps: 80 steps measured 69.8% held-out
-    # accuracy, 100 steps 78.1%); difficulty from the ground-truth margin.
-    return RLVRConfig(eval_before=False, eval_splits=["test_id"], difficulty="margin")
+    # accuracy, 100 steps 78.1%); difficulty from the ground-truth margin. No evaluation of
+    # its own: the eval stage measures the evaluator on both test sets.
+    return RLVRConfig(eval_before=False, eval_splits=[], difficulty="margin")
 
 
 def _rlmt() -> RLMTConfig:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from seer.data.mix import vocabulary_corpus
 from seer.models import load_model
 from seer.models.interface import ModelError, UnifiedModel
-from seer.models.mini.model import MiniConfig, MiniUMM
+from seer.models.mini.model import MiniConfig, MiniUMM, new_vq
 from seer.world.descriptors import parse
 from seer.world.render import render
 
@@ -354,6 +354,31 @@ def test_folders_from_before_local_tokenizers_load_as_convolutional(tmp_path, im
     loaded = _saved_before(conv, "vq_local", tmp_path / "old")
     assert not loaded.vq.local
     assert torch.equal(loaded.encode_images([image]), conv.encode_images([image]))
+
+
+@pytest.mark.parametrize("local_norm", [True, False])
+def test_a_convolutional_code_depends_on_its_neighbourhood_only_under_local_norm(local_norm):
+    vq = new_vq(MiniConfig(vq_local_norm=local_norm)).eval()  # the default 16x16 grid
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in vq.vq.encoder.modules()) != local_norm
+    palettes = torch.from_numpy(np.random.default_rng(0).integers(0, 13, size=(1, 64, 64)))
+    changed = palettes.clone()
+    changed[0, :8, :8] = (changed[0, :8, :8] + 1) % 13  # the top left corner
+    with torch.no_grad():
+        far = (vq._latents(palettes) - vq._latents(changed))[..., 12:, 12:].abs().max()
+    # Group norm's image-wide statistics carry the corner to the far side of the image.
+    assert (far == 0) == local_norm
+
+
+def test_folders_from_before_local_norm_load_with_group_norm(tmp_path, image):
+    conv = MiniUMM.create(vocabulary_corpus(), MiniConfig.tiny(vq_local=False, vq_local_norm=False), seed=0)
+    loaded = _saved_before(conv, "vq_local_norm", tmp_path / "old")
+    assert not loaded.config.vq_local_norm
+    assert torch.equal(loaded.encode_images([image]), conv.encode_images([image]))
+    fresh = MiniUMM.create(vocabulary_corpus(), MiniConfig.tiny(vq_local=False, vq_local_norm=True), seed=0)
+    fresh.save_pretrained(tmp_path / "new")
+    again = MiniUMM.from_pretrained(tmp_path / "new")
+    assert again.config.vq_local_norm
+    assert torch.equal(again.encode_images([image]), fresh.encode_images([image]))
 
 
 def test_each_grid_cell_is_one_text_token(model):

@@ -57,3 +57,7 @@ def test_figures_on_a_small_held_out_sample(model):
         assert figures[key] >= floor, (key, figures[key], floor)
     for key, ceiling in CEILINGS.items():
         assert figures[key] <= ceiling, (key, figures[key], ceiling)
+    # Per question kind: global attributes (the sky, decorations) are read without fail.
+    kinds = figures["attribute_by_kind"]
+    assert {"what shape", "what color", "how many", "describe the"} <= set(kinds)
+    assert kinds["what decorates"] >= 0.9 and kinds["what is"] >= 0.9

@@ -153,6 +153,14 @@ def test_paired_orders_draw_each_item_with_its_twin():
             assert first.data["label"] != second.data["label"]
 
 
+def test_paired_orders_never_draw_the_same_pair_twice_in_a_batch():
+    stage = RLVRStage(RLVRConfig(grpo=GRPOConfig(max_steps=50), curriculum="none"), _paired_items(12),
+                      lambda item: [])
+    for step in range(50):
+        texts = [p.text for p in stage.batch(step, 8)]
+        assert len(set(texts)) == 4, (step, texts)
+
+
 def test_paired_orders_need_both_orders_and_an_even_batch():
     items = _paired_items(3)[:-1]
     with pytest.raises(ValueError, match=r"sample s2 \(description\): paired_orders needs both image orders"):

@@ -75,7 +75,11 @@ def _answers(model: UnifiedModel, questions: list[str], images, batch_size: int)
     return [a.strip() for a in out]
 
 
-def understanding(model: UnifiedModel, n: int = 200, seed: int = 0, batch_size: int = 32) -> dict[str, float]:
+def understanding(model: UnifiedModel, n: int = 200, seed: int = 0, batch_size: int = 32,
+                  by_kind: bool = False) -> dict:
+    """Attribute and concept question accuracy; `by_kind` adds the attribute accuracy per
+    question kind (its first two words: "what shape", "is there", ...) under
+    "attribute_by_kind", which says *what* the model cannot read."""
     rng = _rng(seed, "understanding")
     attr = [(s, *attribute_question(s, rng)) for s in (sample_scene(rng) for _ in range(n))]
     answers = _answers(model, [q for _, q, _ in attr], [[render(s)] for s, _, _ in attr], batch_size)
@@ -97,7 +101,10 @@ def understanding(model: UnifiedModel, n: int = 200, seed: int = 0, batch_size: 
                         T.YES if positive else T.NO))
     answers = _answers(model, [q for _, q, _ in concept], [[render(s)] for s, _, _ in concept], batch_size)
     concept_acc = float(np.mean([got == t for (_, _, t), got in zip(concept, answers, strict=True)]))
-    return {"attribute_questions": attribute_acc, "concept_questions": concept_acc}
+    out: dict = {"attribute_questions": attribute_acc, "concept_questions": concept_acc}
+    if by_kind:
+        out["attribute_by_kind"] = {k: float(np.mean(v)) for k, v in sorted(per_kind.items())}
+    return out
 
 
 def knowledge(model: UnifiedModel, batch_size: int = 32) -> dict[str, float]:
@@ -142,5 +149,5 @@ def figures(model: UnifiedModel, n: int = 200, seed: int = 0,
         model.config.image_temperature = temperatures[0]
     else:
         out |= generation(model, n=n, seed=seed)
-    out |= understanding(model, n=n, seed=seed) | knowledge(model)
+    out |= understanding(model, n=n, seed=seed, by_kind=True) | knowledge(model)
     return out | gap(model, per_instruction=max(1, n // 50), seed=seed)

@@ -93,7 +93,10 @@ def train_vq(cfg: PretrainConfig, out: Path, resume: bool, log) -> PaletteVQ:
     ckpt = out / "vq"
     torch.manual_seed(cfg.seed)  # the tokenizer's initial weights and its batches
     resuming = resume and (ckpt / "state.pt").exists()
-    vq = PaletteVQ(VQModel.from_pretrained(ckpt), mc.vq_unshuffle, mc.vq_local) if resuming else new_vq(mc)
+    if resuming:
+        vq = PaletteVQ(VQModel.from_pretrained(ckpt), mc.vq_unshuffle, mc.vq_local, mc.vq_local_norm)
+    else:
+        vq = new_vq(mc)
     optimizer = torch.optim.AdamW(vq.parameters(), lr=cfg.vq_lr)
     start = 0
     usage = torch.zeros(mc.codebook_size)  # code use since the last dead-code restart

@@ -164,6 +164,8 @@ class RLVRStage:
         pool = self.pool(step)
         rng = random.Random(f"{self.cfg.seed}/rlvr/batch/{step}")
         draw = n // 2 if self.twin else n
+        if self.twin:  # one representative per pair, so no pair comes twice in a batch
+            pool = sorted({min(i, self.twin[i]) for i in pool})
         chosen = rng.sample(pool, draw) if draw <= len(pool) else [rng.choice(pool) for _ in range(draw)]
         if self.twin:
             chosen = [j for i in chosen for j in (i, self.twin[i])]

@@ -67,6 +67,11 @@ class MiniConfig:
     # exactly (the convolutional one 87%) and the transformer drew no better on it
     # (docs/benchmarks.md). Folders written before it existed load with it off.
     vq_local: bool = False
+    # The encoder normalises each position over its channels (`vq.PixelChannelNorm`) instead
+    # of with group norm, whose image-wide statistics made every code depend on the whole
+    # picture (docs/model.md). Off by default until a full run is measured with it (and a
+    # resumed tokenizer phase is exact with it). Folders written before it load with it off.
+    vq_local_norm: bool = False
     # Learned row and column embeddings added to image codes: with only 1-D RoPE positions a
     # small model must count codes from <boi> to know where it is in the image (it read
     # colours but not shapes). Folders written before they existed load without them.
@@ -101,7 +106,7 @@ def new_vq(config: MiniConfig) -> PaletteVQ:
     """A freshly initialised image tokenizer for `config`."""
     return PaletteVQ(VQModel(**vq_config(config.image_size, config.vq_unshuffle, config.codebook_size,
                                          config.vq_channels, local=config.vq_local)),
-                     config.vq_unshuffle, config.vq_local)
+                     config.vq_unshuffle, config.vq_local, config.vq_local_norm)
 
 
 class ImagePositions(torch.nn.Module):
@@ -187,6 +192,7 @@ class MiniUMM(UnifiedModel):
             raw["vq_channels"] = tuple(raw.get("vq_channels", MiniConfig.vq_channels))
             raw.setdefault("image_positions", False)  # folders from before they existed
             raw.setdefault("vq_local", False)
+            raw.setdefault("vq_local_norm", False)
             raw["text_phrases"] = tuple(raw.get("text_phrases", ()))
             if raw["image_positions"] and not (directory / POSITIONS_FILE).exists():
                 raise ModelError(f"{directory}: not a mini model directory (missing {POSITIONS_FILE})")
@@ -204,7 +210,8 @@ class MiniUMM(UnifiedModel):
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"{directory}: cannot load the mini model: {first}") from None
         tokenizer.padding_side = "left"
-        return cls(lm, PaletteVQ(vq, config.vq_unshuffle, config.vq_local), tokenizer, config, positions)
+        vq = PaletteVQ(vq, config.vq_unshuffle, config.vq_local, config.vq_local_norm)
+        return cls(lm, vq, tokenizer, config, positions)
 
     def _merged_lm(self) -> LlamaForCausalLM:
         if hasattr(self.lm, "merge_and_unload"):  # peft: save plain weights, loadable anywhere
