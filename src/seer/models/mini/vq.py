@@ -94,7 +94,10 @@ def localize_encoder(vq: VQModel) -> VQModel:
         if isinstance(module, torch.nn.GroupNorm):
             parent_name, _, attr = name.rpartition(".")
             parent = vq.encoder.get_submodule(parent_name) if parent_name else vq.encoder
-            setattr(parent, attr, PixelChannelNorm(module.num_channels, module.eps))
+            norm = PixelChannelNorm(module.num_channels, module.eps)
+            # Keep the scale and shift a loaded folder brought: a fresh norm would drop them.
+            norm.load_state_dict(module.state_dict())
+            setattr(parent, attr, norm)
     return vq
 
 
