@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -84,10 +85,12 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(v, b_state[k]) for k, v in a.state_dict().items())
 
 
-def test_resume_continues_exactly(tmp_path, monkeypatch):
-    # Killed after the tokenizer's last checkpoint and the transformer's first (step 4).
+@pytest.mark.parametrize("local_norm", [False, True])
+def test_resume_continues_exactly(tmp_path, monkeypatch, local_norm):
+    # Killed after the tokenizer's last checkpoint and the transformer's first (step 4). With
+    # the per-position norm the resumed run rebuilds the encoder's norm from a saved folder.
     a, b = _straight_and_resumed(tmp_path, monkeypatch, 2, vq_steps=20, steps=8, checkpoint_every=4,
-                                 log_every=1)
+                                 log_every=1, model=dataclasses.replace(TINY, vq_local_norm=local_norm))
     assert _same(a.lm, b.lm)
     losses = lambda out: [r["loss"] for r in _log(out) if r["phase"] == "lm"]  # noqa: E731
     assert losses(tmp_path / "straight")[4:] == losses(tmp_path / "cut")[-4:]
@@ -100,10 +103,11 @@ def test_same_seed_same_model(tmp_path):
     assert _same(a.lm, b.lm)
 
 
-def test_tokenizer_phase_resumes_exactly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("local_norm", [False, True])
+def test_tokenizer_phase_resumes_exactly(tmp_path, monkeypatch, local_norm):
     # Killed at step 30, between two dead-code restarts and mid-way down the LR schedule.
     a, b = _straight_and_resumed(tmp_path, monkeypatch, 1, vq_steps=150, steps=1, checkpoint_every=30,
-                                 log_every=10)
+                                 log_every=10, model=dataclasses.replace(TINY, vq_local_norm=local_norm))
     assert _same(a.vq, b.vq)
 
 
