@@ -69,8 +69,9 @@ class MiniConfig:
     vq_local: bool = False
     # The encoder normalises each position over its channels (`vq.PixelChannelNorm`) instead
     # of with group norm, whose image-wide statistics made every code depend on the whole
-    # picture (docs/model.md). Off by default until a full run is measured with it (and a
-    # resumed tokenizer phase is exact with it). Folders written before it load with it off.
+    # picture (docs/model.md). Off by default: run h's codes became predictable (generation
+    # loss halved) but it drew and understood no better than run e (docs/benchmarks.md).
+    # Folders written before it load with it off.
     vq_local_norm: bool = False
     # Learned row and column embeddings added to image codes: with only 1-D RoPE positions a
     # small model must count codes from <boi> to know where it is in the image (it read
