@@ -42,10 +42,10 @@ from common import machine, table  # noqa: E402
 from seer.data.mix import Mix, attribute_question, vocabulary_corpus  # noqa: E402
 from seer.models import load_model  # noqa: E402
 from seer.models.mini.model import MiniUMM  # noqa: E402
-from seer.train.pretrain import render_palettes  # noqa: E402
+from seer.models.mini.vq import N_COLORS  # noqa: E402
+from seer.train.pretrain import per_example_loss, render_palettes  # noqa: E402
 from seer.world.scene import POSITIONS, sample_scene  # noqa: E402
 
-PALETTE = 13
 BINDING_KINDS = ("what shape", "what color is the object")
 
 
@@ -60,7 +60,7 @@ class Probe(nn.Module):
         self.side = 8 if "cnn" in variant else base.config.tokens_per_side
         if "cnn" in variant:
             self.encoder = nn.Sequential(
-                nn.Conv2d(PALETTE, 64, 3, padding=1), nn.GELU(), nn.Conv2d(64, 128, 4, 2, 1), nn.GELU(),
+                nn.Conv2d(N_COLORS, 64, 3, padding=1), nn.GELU(), nn.Conv2d(64, 128, 4, 2, 1), nn.GELU(),
                 nn.Conv2d(128, 256, 4, 2, 1), nn.GELU(), nn.Conv2d(256, 256, 2, 2), nn.GELU(),
                 nn.Conv2d(256, hidden, 1))
             self.positions = nn.Parameter(torch.randn(self.side**2, hidden) * 0.02)
@@ -74,13 +74,14 @@ class Probe(nn.Module):
         """(B, side*side, hidden) embeddings of the images' tokens."""
         m = self.model
         if "cnn" in self.variant:
-            onehot = F.one_hot(palettes.long(), PALETTE).permute(0, 3, 1, 2).float()
+            onehot = F.one_hot(palettes.long(), N_COLORS).permute(0, 3, 1, 2).float()
             feats = self.encoder(onehot).flatten(2).transpose(1, 2) + self.positions
         else:
             if "majority" in self.variant:
                 b, h, w = palettes.shape
-                onehot = F.one_hot(palettes.long(), PALETTE)
-                patches = onehot.view(b, h // 4, 4, w // 4, 4, PALETTE).sum((2, 4))
+                k = m.config.patch_size
+                onehot = F.one_hot(palettes.long(), N_COLORS)
+                patches = onehot.view(b, h // k, k, w // k, k, N_COLORS).sum((2, 4))
                 codes = patches.argmax(-1).view(b, -1)
             else:
                 codes = m.vq.encode(palettes)
@@ -134,7 +135,8 @@ def run(base: MiniUMM, variant: set[str], args) -> dict:
     schedule = get_cosine_schedule_with_warmup(opt, 50, args.steps)
     held_out_rng = random.Random("binding-probe/held-out")
     held_out = [questions(held_out_rng, args.objects, args.kinds) for _ in range(128)]
-    kinds = sorted({q.split()[1] for _, q, _ in held_out})
+    held_out_kinds = [q.split()[1] for _, q, _ in held_out]  # "shape", "color", ...
+    kinds = sorted(set(held_out_kinds))
 
     def evaluate() -> dict:
         probe.eval()
@@ -144,8 +146,8 @@ def run(base: MiniUMM, variant: set[str], args) -> dict:
         probe.train()
         y = labels[:, 1:]
         right = ((pred == y) | (y == -100)).all(1).tolist()
-        return {k: sum(r for r, (_, q, _) in zip(right, held_out, strict=True) if q.split()[1] == k)
-                / sum(q.split()[1] == k for _, q, _ in held_out) for k in kinds}
+        return {k: sum(r for r, kind in zip(right, held_out_kinds, strict=True) if kind == k)
+                / held_out_kinds.count(k) for k in kinds}
 
     start, curve = time.time(), []
     for step in range(args.steps):
@@ -153,10 +155,7 @@ def run(base: MiniUMM, variant: set[str], args) -> dict:
         embeds, labels = probe.batch([questions(rng, args.objects, args.kinds) for _ in range(32)])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits = probe.model.lm(inputs_embeds=embeds).logits
-        logits, y = logits[:, :-1].float(), labels[:, 1:]
-        tokens = F.cross_entropy(logits.transpose(1, 2), y.clamp(min=0), reduction="none")
-        mask = (y != -100).float()
-        loss = ((tokens * mask).sum(1) / mask.sum(1)).mean()
+        loss = per_example_loss(logits, labels).mean()
         if not torch.isfinite(loss):
             name = "+".join(sorted(variant))
             raise FloatingPointError(f"variant {name}: loss {loss.item()} at step {step}")
@@ -170,8 +169,9 @@ def run(base: MiniUMM, variant: set[str], args) -> dict:
             curve.append(point)
             print(json.dumps({"variant": "+".join(sorted(variant)), **point}), file=sys.stderr, flush=True)
     # A constant answer's score: what a model that ignores the image gets.
-    constant = {k: max(collections.Counter(a for _, q, a in held_out if q.split()[1] == k).values())
-                / sum(q.split()[1] == k for _, q, _ in held_out) for k in kinds}
+    answers = collections.Counter(zip(held_out_kinds, (a for _, _, a in held_out), strict=True))
+    constant = {k: max(n for (kind, _), n in answers.items() if kind == k) / held_out_kinds.count(k)
+                for k in kinds}
     return {"curve": curve, "s_per_step": (time.time() - start) / args.steps, "constant": constant}
 
 
