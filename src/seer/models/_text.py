@@ -119,24 +119,3 @@ def reserve(cache, room: int):
     """Give every layer of a prefilled `DynamicCache` room for `room` more tokens."""
     cache.layers = [ReservedLayer(layer.keys, layer.values, room) for layer in cache.layers]
     return cache
-
-
-class RowSampler:
-    """Draws one token per row per step, each row from its own seeded stream, in one
-    vectorised step: every row's uniforms are drawn up front from its generator, and a
-    step inverts each row's cumulative distribution at its next uniform. A row's samples
-    depend on its seed and its distributions only, never on the rest of the batch (the
-    per-row `torch.multinomial` calls this replaces cost 8% of drawing 32 images)."""
-
-    def __init__(self, generators: list[torch.Generator], steps: int):
-        self.uniforms = torch.stack([torch.rand(steps, generator=g, dtype=torch.float64) for g in generators])
-        self.step = 0
-
-    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
-        """One index per row of the B x V probabilities (rows need not sum to one)."""
-        cdf = probs.double().cumsum(-1)
-        u = self.uniforms[:, self.step, None].to(cdf.device) * cdf[:, -1:]
-        self.step += 1
-        # The first index whose cumulative probability exceeds u: zero-probability entries
-        # (equal cumulative values) are never chosen.
-        return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp(max=probs.shape[-1] - 1)

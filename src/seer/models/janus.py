@@ -47,7 +47,7 @@ from PIL import Image
 
 from seer.io import atomic_dir
 from seer.models._hub import quiet_hub_bars
-from seer.models._text import RowSampler, completion_logps, left_pad, samples_at_eos
+from seer.models._text import completion_logps, left_pad, samples_at_eos
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 
 MODEL_TYPE = "janus"
@@ -409,7 +409,7 @@ class JanusUMM(UnifiedModel):
         seeds = [seed + i for i in range(len(texts))] if isinstance(seed, int) else list(seed)
         if len(seeds) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(seeds)} seeds")
-        sample = RowSampler([torch.Generator().manual_seed(int(s)) for s in seeds], self.image_tokens)
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         n = len(texts)
         rows, _ = self._prompts(texts, None, "", mode="image")  # the processor appends <begin_of_image>
         use_cfg = scale != 1.0
@@ -425,7 +425,8 @@ class JanusUMM(UnifiedModel):
             scores = head(out.last_hidden_state[:, -1]).float()
             if use_cfg:
                 scores = scores[n:] + scale * (scores[:n] - scores[n:])
-            code = sample(F.softmax(scores / max(temperature, 1e-6), dim=-1)).cpu()
+            probs = F.softmax(scores / max(temperature, 1e-6), dim=-1).cpu()
+            code = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)])
             codes.append(code)
             if k + 1 == self.image_tokens:
                 break

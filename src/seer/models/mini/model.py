@@ -32,7 +32,6 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from seer.io import atomic_dir, atomic_write_json
 from seer.models._hub import quiet_hub_bars
 from seer.models._text import (
-    RowSampler,
     completion_logps,
     left_pad,
     reserve,
@@ -459,7 +458,7 @@ class MiniUMM(UnifiedModel):
         seeds = [seed + i for i in range(len(texts))] if isinstance(seed, int) else list(seed)
         if len(seeds) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(seeds)} seeds")
-        sample = RowSampler([torch.Generator().manual_seed(s) for s in seeds], self.config.image_tokens)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
         n = len(texts)
         rows = [self.user_turn(t) + [self.boi_id] for t in texts]
         use_cfg = scale != 1.0
@@ -472,7 +471,9 @@ class MiniUMM(UnifiedModel):
             step = logits[:, -1, lo:hi].float()
             if use_cfg:
                 step = step[n:] + scale * (step[:n] - step[n:])
-            code = sample(F.softmax(step / max(temperature, 1e-6), dim=-1)).cpu() + lo
+            probs = F.softmax(step / max(temperature, 1e-6), dim=-1).cpu()
+            code = torch.cat([torch.multinomial(probs[i], 1, generator=g)
+                              for i, g in enumerate(generators)]) + lo
             out.append(code)
             if k + 1 == self.config.image_tokens:
                 break
