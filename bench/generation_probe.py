@@ -1,6 +1,7 @@
 """A short generation-only probe: does a fresh mini transformer learn to draw on a tokenizer?
 
-    python bench/generation_probe.py VQ_DIR --steps 600 [--scenes full|one-object] [--local-norm] [--out DIR]
+    python bench/generation_probe.py VQ_DIR --steps 600 [--scenes full|one-object] [--local-norm]
+        [--grounding-layer L [--grounding-weight W]] [--out DIR]
 
 VQ_DIR is a tokenizer folder (`seer pretrain` writes one at OUT/vq; `packaged` for the
 packaged weights' tokenizer). A fresh transformer of the default size learns literal
@@ -9,6 +10,7 @@ lr 1.5e-3, 50 warmup steps, cosine), the same for every tokenizer, so the traini
 and the held-out figures compare tokenizers at equal steps in minutes instead of a full
 pretraining run. Held-out: 64 scenes, drawn at image temperature 1.0 and 0.3 and read by
 the analyzer, next to the tokenizer's own reconstructions of them (the ceiling).
+`--grounding-layer` adds `seer pretrain`'s grounding loss (docs/model.md) at that layer.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from seer.eval.mini import scene_agreement  # noqa: E402
 from seer.models import packaged_mini_weights  # noqa: E402
 from seer.models.mini.model import MiniConfig, MiniUMM  # noqa: E402
 from seer.models.mini.vq import PaletteVQ, to_rgb  # noqa: E402
-from seer.train.pretrain import _autocast, batch_tensors, per_example_loss, render_palettes  # noqa: E402
+from seer.train.pretrain import (  # noqa: E402
+    GroundingHeads,
+    _autocast,
+    batch_tensors,
+    grounding_sites,
+    per_example_loss,
+    render_palettes,
+)
 from seer.world.analyzer import analyze_scene  # noqa: E402
 from seer.world.descriptors import describe  # noqa: E402
 from seer.world.scene import sample_scene  # noqa: E402
@@ -66,11 +75,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="save the trained model here")
     ap.add_argument("--local-norm", action="store_true", help="the tokenizer was trained with vq_local_norm")
+    ap.add_argument("--grounding-layer", type=int, default=0,
+                    help="add a loss that reads each code's cell's object from this layer's hidden state")
+    ap.add_argument("--grounding-weight", type=float, default=1.0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     vq, config = load_vq(args.vq)
     model = MiniUMM.create(vocabulary_corpus(), config, seed=0, vq=vq)
-    params = model.trainable_parameters()
+    heads = GroundingHeads(config.hidden_size)
+    params = model.trainable_parameters() + (list(heads.parameters()) if args.grounding_layer else [])
     optimizer = torch.optim.AdamW(params, lr=1.5e-3, weight_decay=0.01, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, 50, args.steps)
     one = args.scenes == "one-object"
@@ -84,21 +97,28 @@ def main() -> None:
         return Example("generate", text, image=s)
 
     held = [scene(random.Random(f"held{i}")) for i in range(64)]
-    losses, t0 = [], time.perf_counter()
+    losses, grounds, t0 = [], [], time.perf_counter()
     for step in range(args.steps):
         model.train()
-        ids, _, labels = batch_tensors(model, [example(random.Random(f"tr{step}/{i}")) for i in range(32)])
+        batch = [example(random.Random(f"tr{step}/{i}")) for i in range(32)]
+        ids, _, labels = batch_tensors(model, batch)
         with _autocast(True):
-            logits = model.lm(inputs_embeds=model.embed(ids)).logits
-        loss = per_example_loss(logits, labels).mean()
+            out = model.lm(inputs_embeds=model.embed(ids), output_hidden_states=bool(args.grounding_layer))
+        loss = per_example_loss(out.logits, labels).mean()
+        if args.grounding_layer:
+            rows, positions, targets = grounding_sites(model, batch, ids)
+            ground = heads.loss(out.hidden_states[args.grounding_layer][rows, positions], targets)
+            loss = loss + args.grounding_weight * ground
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
-        losses.append(loss.item())
+        grounds.append(ground.item() if args.grounding_layer else 0.0)
+        losses.append(loss.item() - args.grounding_weight * grounds[-1])
         if (step + 1) % 50 == 0:
-            print(f"step {step + 1}: loss {np.mean(losses[-50:]):.3f} ({time.perf_counter() - t0:.0f} s)",
+            print(f"step {step + 1}: loss {np.mean(losses[-50:]):.3f} grounding {np.mean(grounds[-50:]):.3f} "
+                  f"({time.perf_counter() - t0:.0f} s)",
                   flush=True)
     model.lm.eval()
     ceiling = score(held, list(to_rgb(model.vq.decode(model.vq.encode(render_palettes(held, 64))))))

@@ -159,3 +159,41 @@ def test_init_continues_a_trained_model_and_adds_image_positions(run, tmp_path):
     assert _same(new.vq.vq, old.vq.vq)
     assert new.image_positions is not None and new.image_positions.rows.abs().max() > 0
     assert not any(r["phase"] == "vq" for r in _log(tmp_path / "new"))
+
+
+def test_grounding_sites_name_each_cells_object(run):
+    """Generated images are grounded at every code-predicting position, understanding images
+    at the last code of each grid cell; targets are 1 + the value's index, 0 where empty."""
+    from seer.data.mix import Example
+    from seer.train.pretrain import batch_tensors, grounding_sites
+    from seer.world.geometry import grid_cells
+    from seer.world.scene import SHAPES, Obj, Scene
+
+    _, model_dir = run
+    model = MiniUMM.from_pretrained(model_dir)
+    side = model.config.tokens_per_side
+    scene = Scene(background="white", objects=(Obj("cross", "red", "large", "top left"),))
+    examples = [Example("generate", "a large red cross at the top left", image=scene),
+                Example("generate", "", image=scene),  # unconditional: nothing to ground
+                Example("attribute", "what shape is at the top left ?", images=(scene,), answer="cross")]
+    ids, _, _ = batch_tensors(model, examples)
+    rows, positions, targets = grounding_sites(model, examples, ids)
+    assert rows.tolist() == [0] * side**2 + [2] * 9
+    boi = ids[0].tolist().index(model.boi_id)
+    assert positions[:side**2].tolist() == list(range(boi, boi + side**2))
+    cells = grid_cells(side)
+    expected = [1 + SHAPES.index("cross") if c == "top left" else 0 for c in cells]
+    assert targets[:side**2, 0].tolist() == expected
+    assert targets[side**2:, 0].tolist().count(1 + SHAPES.index("cross")) == 1
+
+
+def test_grounding_loss_falls_and_resumes_exactly(tmp_path, monkeypatch):
+    a, b = _straight_and_resumed(tmp_path, monkeypatch, 2, vq_steps=20, steps=24, checkpoint_every=12,
+                                 log_every=1, grounding_layer=1, mix={"generate": 1.0})
+    assert _same(a.lm, b.lm)
+    grounded = [r["loss/grounding"] for r in _log(tmp_path / "straight") if r["phase"] == "lm"]
+    assert sum(grounded[-4:]) < 0.85 * sum(grounded[:4])
+    from seer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="grounding_layer 3: the model has 2 layers"):
+        pretrain(_config(tmp_path / "deep", vq_steps=2, steps=1, grounding_layer=3))

@@ -34,8 +34,9 @@ from seer.io import atomic_write_json
 from seer.models.mini.model import MiniConfig, MiniUMM, new_vq
 from seer.models.mini.vq import PaletteVQ, to_palette
 from seer.train.checkpoint import check_finite, load_state, restore, save_checkpoint
+from seer.world.geometry import grid_cells
 from seer.world.render import render_array
-from seer.world.scene import sample_scene
+from seer.world.scene import OBJECT_COLORS, SHAPES, SIZES, Scene, sample_scene
 
 RESTART_EVERY = 100  # steps between dead-code restarts of the tokenizer
 TRIM_EVERY = 20  # steps between returns of free heap memory to the system
@@ -72,6 +73,14 @@ class PretrainConfig:
     checkpoint_every: int = 200
     log_every: int = 20
     bf16: bool = True
+    # Grounding: an auxiliary, training-only loss. Small linear heads read this layer's hidden
+    # state (0 = off) at image codes and must name the shape, colour and size of the object
+    # in the code's grid cell: at each position that predicts a generated image's code, and
+    # at the last code of each cell of an understanding image. It supervises densely the
+    # text-to-cell binding that the language-model loss teaches only slowly
+    # (docs/benchmarks.md). The heads are dropped from the saved model.
+    grounding_layer: int = 0
+    grounding_weight: float = 1.0
     # torch.compile the transformer's forward (dynamic shapes: one graph for every batch
     # width). 1.3-1.8x faster steps on the CPU after a minute of compiling, so worth it for
     # real runs and not for short ones (tests).
@@ -244,6 +253,60 @@ def length_groups(examples: list[Example]) -> list[list[int]]:
     return [g for g in groups if g]
 
 
+GROUNDED_FIELDS = (("shape", SHAPES), ("color", OBJECT_COLORS), ("size", SIZES))
+
+
+class GroundingHeads(torch.nn.Module):
+    """Per field, a linear readout of a hidden state: 0 = no object, else 1 + the value's index."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleList(torch.nn.Linear(hidden_size, len(values) + 1)
+                                         for _, values in GROUNDED_FIELDS)
+
+    def loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over sites and fields; hidden (N, H), targets (N, fields)."""
+        return sum(F.cross_entropy(head(hidden.float()), targets[:, k])
+                   for k, head in enumerate(self.heads)) / len(self.heads)
+
+
+def cell_objects(scene: Scene) -> dict[str, torch.Tensor]:
+    """Grounding targets of each grid position: (fields,) with 0 where the cell is empty."""
+    return {o.position: torch.tensor([1 + values.index(getattr(o, name)) for name, values in GROUNDED_FIELDS])
+            for o in scene.objects}
+
+
+def grounding_sites(model: MiniUMM, examples: list[Example], ids: torch.Tensor):
+    """(rows, positions, targets) of the grounding loss in a batch built by `batch_tensors`.
+
+    A generated image is grounded at every position that predicts one of its codes (what
+    must be drawn there); an understanding image at the last code of each grid cell, the
+    first place a causal model has seen the whole cell. A generated image with an empty
+    prompt (the unconditional rows of guidance) has nothing to ground."""
+    cells = grid_cells(model.config.tokens_per_side)
+    last_code = {c: max(j for j, d in enumerate(cells) if d == c) for c in set(cells)}
+    empty = torch.zeros(len(GROUNDED_FIELDS), dtype=torch.long)
+    rows, positions, targets = [], [], []
+    for i, ex in enumerate(examples):
+        starts = (ids[i] == model.boi_id).nonzero().flatten().tolist()
+        for b, scene in zip(starts, ex.images, strict=False):
+            objects = cell_objects(scene)
+            for c, j in last_code.items():
+                rows.append(i)
+                positions.append(b + 1 + j)
+                targets.append(objects.get(c, empty))
+        if ex.image is not None and ex.prompt.strip():
+            objects = cell_objects(ex.image)
+            b = starts[len(ex.images)]
+            for j, c in enumerate(cells):
+                rows.append(i)
+                positions.append(b + j)
+                targets.append(objects.get(c, empty))
+    if not rows:
+        return None
+    return torch.tensor(rows), torch.tensor(positions), torch.stack(targets)
+
+
 def per_example_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over each example's labelled tokens (B,)."""
     logits, labels = logits[:, :-1].float(), labels[:, 1:]
@@ -265,7 +328,15 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
         model = init
     else:
         model = MiniUMM.create(vocabulary_corpus(mix.instructions), cfg.model, seed=cfg.seed, vq=vq)
-    params = model.trainable_parameters()
+    grounding = None
+    if cfg.grounding_layer:
+        if cfg.grounding_layer > model.config.num_layers:
+            raise ConfigError(f"grounding_layer {cfg.grounding_layer}: the model has "
+                              f"{model.config.num_layers} layers")
+        grounding = GroundingHeads(model.config.hidden_size)
+        if resuming:
+            grounding.load_state_dict(load_state(ckpt)["extra"]["grounding"])
+    params = model.trainable_parameters() + (list(grounding.parameters()) if grounding else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     start = restore(load_state(ckpt), optimizer, scheduler) if resuming else 0
@@ -279,6 +350,7 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
         first = step * cfg.batch_size
         examples = [mix.example(i) for i in range(first, first + cfg.batch_size)]
         losses = torch.zeros(len(examples))
+        grounding_loss = torch.zeros(())
         optimizer.zero_grad(set_to_none=True)
         # Rows of very different lengths (one image or two) go in separate passes, each
         # padded to its own longest row; gradients add up to the whole batch's mean loss.
@@ -287,10 +359,19 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
             # Rows are right-padded and attention is causal, so no real token ever sees a
             # pad: no attention mask is needed, which keeps the fast causal kernel.
             with _autocast(cfg.bf16):
-                logits = forward(inputs_embeds=model.embed(ids)).logits
-            group_losses = per_example_loss(logits, labels)
+                output = forward(inputs_embeds=model.embed(ids), output_hidden_states=grounding is not None)
+            group_losses = per_example_loss(output.logits, labels)
             check_finite("loss", group_losses.sum(), step)
-            (group_losses.sum() / len(examples)).backward()
+            total = group_losses.sum() / len(examples)
+            sites = grounding_sites(model, [examples[i] for i in rows], ids) if grounding else None
+            if sites is not None:
+                at_rows, at_positions, targets = sites
+                hidden = output.hidden_states[cfg.grounding_layer][at_rows, at_positions]
+                part = grounding.loss(hidden, targets) * len(rows) / len(examples)
+                check_finite("grounding loss", part, step)
+                total = total + cfg.grounding_weight * part
+                grounding_loss += part.detach()
+            total.backward()
             losses[rows] = group_losses.detach()
             tokens_seen += int(mask.sum())
         loss = losses.mean()
@@ -309,11 +390,14 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
                 chosen = [k for k, ex in enumerate(examples) if ex.kind == kind]
                 if chosen:
                     record[f"loss/{kind}"] = losses[chosen].mean().item()
+            if grounding is not None:
+                record["loss/grounding"] = grounding_loss.item()
             log(record)
             bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             save_checkpoint(ckpt, model.save_pretrained, step=step + 1, optimizer=optimizer,
-                            scheduler=scheduler)
+                            scheduler=scheduler,
+                            extra={"grounding": grounding.state_dict()} if grounding else None)
     model.eval()
     return model
 
@@ -324,7 +408,8 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
 RESUMABLE_CHANGES = {"out", "steps", "vq_steps", "checkpoint_every", "log_every", "compile"}
 # Keys only the transformer phase reads: free to change until that phase writes its first
 # checkpoint, so one run can train the tokenizer and the next choose the transformer's recipe.
-TRANSFORMER_KEYS = {"batch_size", "lr", "warmup_steps", "weight_decay", "mix", "bf16"}
+TRANSFORMER_KEYS = {"batch_size", "lr", "warmup_steps", "weight_decay", "mix", "bf16", "grounding_layer",
+                    "grounding_weight"}
 
 
 def validate(cfg: PretrainConfig) -> None:
@@ -335,6 +420,10 @@ def validate(cfg: PretrainConfig) -> None:
                 "log_every"):
         if getattr(cfg, key) < (0 if key in ("vq_steps", "steps") else 1):
             raise ConfigError(f"{key} must be positive, got {getattr(cfg, key)}")
+    if cfg.grounding_layer < 0:
+        raise ConfigError(f"grounding_layer must be 0 (off) or a layer number, got {cfg.grounding_layer}")
+    if cfg.grounding_weight < 0:
+        raise ConfigError(f"grounding_weight must be >= 0, got {cfg.grounding_weight}")
     if mc.vq_local and len(mc.vq_channels) != 1:
         raise ConfigError(f"model.vq_channels {mc.vq_channels}: a local tokenizer (model.vq_local) "
                           "has one block, e.g. [128]")

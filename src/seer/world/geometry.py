@@ -43,6 +43,12 @@ def nearest_position(x: float, y: float, size: int) -> str:
     return POSITIONS[row * 3 + col]
 
 
+def grid_cells(side: int) -> list[str]:
+    """The grid position each cell of a side x side raster (row-major) falls in, by its centre:
+    which object an image code of that raster can depict."""
+    return [nearest_position((c + 0.5) / side, (r + 0.5) / side, 1) for r in range(side) for c in range(side)]
+
+
 def object_diameter(obj_size: str, size: int) -> int:
     return max(5, round((0.27 if obj_size == "large" else 0.19) * size))
 
