@@ -49,3 +49,55 @@ def make_tiny_vie():
         return root / "model", root / "vie"
 
     return build
+
+
+@pytest.fixture
+def check_sharding():
+    """A one-process gloo group (in memory, torn down after the test) and a check that a
+    backend shards (FSDP2): `check(whole, twin, prompts, images, load, directory, lora)`
+    gives both equal models the same LoRA adapters if `lora`, shards `twin`, and asserts
+    its trainable parameters are sharded, it samples, scores and back-propagates as
+    `whole` does, and its `save_pretrained` writes the weights `whole` writes (`load`
+    reads them). One process exercises the wiring (every use of a parameter inside a
+    sharded forward); tests/train runs two."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+
+    def check(whole, twin, prompts, images, load, directory, lora=False):
+        from torch.distributed.tensor import DTensor
+
+        from seer.models.fsdp import device_mesh, full_tensor
+
+        if lora:
+            for m in (whole, twin):
+                torch.manual_seed(0)
+                m.enable_lora(r=4)
+                for name, p in m.lm.named_parameters():
+                    if "lora_B" in name:  # nonzero, so that merging them matters
+                        torch.nn.init.normal_(p, std=0.1)
+        twin.shard(device_mesh(twin.device))
+        assert all(isinstance(p, DTensor) for p in twin.trainable_parameters())
+        samples = [
+            m.generate_text(prompts, images, max_new_tokens=4, generator=torch.Generator().manual_seed(0))
+            for m in (whole, twin)
+        ]
+        assert samples[0].texts == samples[1].texts
+        for m in (whole, twin):
+            logp, mask = m.completion_logprobs(prompts, samples[0].token_ids, images)
+            (logp * mask).sum().backward()
+        for p, q in zip(whole.trainable_parameters(), twin.trainable_parameters(), strict=True):
+            p_grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            q_grad = full_tensor(q.grad) if q.grad is not None else torch.zeros_like(p)
+            assert torch.allclose(p_grad, q_grad, atol=1e-6)
+        assert torch.allclose(whole.p_yes(prompts, images).p_yes, twin.p_yes(prompts, images).p_yes)
+        whole.save_pretrained(directory / "whole")
+        twin.save_pretrained(directory / "sharded")
+        saved = [load(directory / name).trainable_parameters() for name in ("whole", "sharded")]
+        for p, q in zip(*saved, strict=True):
+            assert torch.allclose(p, q, atol=1e-6)
+
+    try:
+        yield check
+    finally:
+        dist.destroy_process_group()

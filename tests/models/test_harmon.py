@@ -613,3 +613,11 @@ def test_gradient_checkpointing_gives_the_same_logprobs_and_gradients(image):
     for a, b in zip(grads[0][1], grads[1][1], strict=True):
         assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, atol=1e-5))
     assert ckpt.mar.encoder_blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # gradients reach the MAR encoder
+
+
+@pytest.mark.parametrize(("options", "lora"), [({"train_mar": True}, False), ({}, True)])
+def test_sharded_harmon_computes_and_saves_as_the_whole_one(tmp_path, image, other, check_sharding, options,
+                                                            lora):
+    """With `train_mar` the MAR part and its projections train, and are sharded with the LM."""
+    check_sharding(_build(**options), _build(**options), ["what is it ?", "and these two ?"],
+                   [[image], [image, other]], HarmonUMM.from_pretrained, tmp_path, lora=lora)

@@ -276,6 +276,12 @@ def test_lora_trains_only_adapters_and_saves_merged(tmp_path, red):
     assert model.generate_images(["a"], seed=0)[0].size == (32, 32)
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_sharded_janus_computes_and_saves_as_the_whole_one(tmp_path, red, green, check_sharding, lora):
+    check_sharding(tiny_janus(seed=0), tiny_janus(seed=0), [QUESTION, "draw a cat"], [[red, green], []],
+                   JanusUMM.from_pretrained, tmp_path, lora=lora)
+
+
 class LetterStage:
     """Reward 1 for a completion that starts with one of a few letters; prompts carry an image."""
 

@@ -308,16 +308,14 @@ def test_resume_after_a_kill_gives_the_same_metrics(tmp_path, use_lora):
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in straight[2:]]
 
 
-def test_two_processes_through_accelerate_launch_stay_in_step(tmp_path):
-    """Two CPU processes (gloo): each samples its own prompts, gradients are summed, so the
-    weights stay identical, and logged rewards cover both processes' completions."""
-    import json
+def _launch_two_processes(script: str, out) -> None:
+    """Run tests/train/`script` in two CPU processes (gloo) under `accelerate launch`, with
+    `out` as its argument; fails the test with the end of its stderr if it fails."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    script = Path(__file__).parent / "two_process_grpo.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # --multi_gpu is accelerate's torchrun path; with no GPU the processes run on CPU over gloo.
     cmd = [
@@ -333,13 +331,41 @@ def test_two_processes_through_accelerate_launch_stay_in_step(tmp_path):
         "no",
         "--dynamo_backend",
         "no",
-        str(script),
-        str(tmp_path),
+        str(Path(__file__).parent / script),
+        str(out),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_two_processes_through_accelerate_launch_stay_in_step(tmp_path):
+    """Two CPU processes (gloo): each samples its own prompts, gradients are summed, so the
+    weights stay identical, and logged rewards cover both processes' completions."""
+    import json
+
+    _launch_two_processes("two_process_grpo.py", tmp_path)
     ranks = [json.loads((tmp_path / f"rank{k}.json").read_text()) for k in (0, 1)]
     assert [r["processes"] for r in ranks] == [2, 2]
     assert ranks[0]["sum"] == ranks[1]["sum"] and ranks[0]["norm"] == ranks[1]["norm"]
     assert ranks[0]["batches"] == ["0:4", "1:4"]  # each asks for both processes' prompts, takes its half
     assert ranks[0]["reward"] == ranks[1]["reward"]  # gathered over both processes
+
+
+def test_sharded_parameters_train_as_the_replicated_ones(tmp_path):
+    """Two CPU processes (gloo), `fsdp` on: the policy's parameters, gradients and AdamW
+    state are sharded (FSDP2). The same steps give the same weights as the replicated run
+    (full training with dapo; LoRA with grpo, two updates a step and a KL term), a resume
+    from the sharded checkpoint continues exactly, and the checkpoint's model, gathered
+    and written whole, loads."""
+    import json
+
+    _launch_two_processes("two_process_fsdp.py", tmp_path)
+    report = json.loads((tmp_path / "fsdp.json").read_text())
+    assert report["processes"] == 2
+    for variant in ("full", "lora"):
+        entry = report[variant]
+        assert entry["moved"] > 1e-3, variant  # the steps did train
+        assert entry["sharded_vs_plain"] < 1e-5, (variant, entry)
+        assert entry["reward"][0] == entry["reward"][1], variant  # the same samples
+        assert entry["resumed_from"] == 1 and entry["resumed_vs_sharded"] < 1e-6, (variant, entry)
+        assert entry["saved_keys_equal"] and entry["saved_vs_plain"] < 1e-5, (variant, entry)

@@ -8,7 +8,8 @@ A unified model both reads images and writes them. What the SEER stages need fro
 - `generate_images`: text to images, batched, seeded, with classifier-free guidance;
 - `p_yes`: P(Yes) of a Yes/No question about two images, read from next-token logits;
 - `save_pretrained` / `from_pretrained` in Hugging Face layout;
-- `trainable_parameters`, full or LoRA (through `peft`).
+- `trainable_parameters`, full or LoRA (through `peft`);
+- `shard`: the same parameters sharded across processes with FSDP2 (`seer.models.fsdp`).
 
 Prompts are plain user text: each backend wraps them in its own chat template, so the
 stages never see a backend's special tokens.
@@ -17,13 +18,17 @@ stages never see a backend's special tokens.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    from seer.models.fsdp import Sharded
 
 ImageList = list[Image.Image]
 
@@ -55,6 +60,7 @@ class UnifiedModel(abc.ABC):
     """A unified multimodal model behind the interface the SEER stages use."""
 
     backend: ClassVar[str]
+    _sharded: Sharded | None = None  # set by `shard`
 
     # ------------------------------------------------------------ understanding, text
 
@@ -105,7 +111,9 @@ class UnifiedModel(abc.ABC):
 
     @abc.abstractmethod
     def save_pretrained(self, directory: str | Path) -> None:
-        """Hugging Face layout (config + safetensors), loadable by `from_pretrained`."""
+        """Hugging Face layout (config + safetensors), loadable by `from_pretrained`.
+        Once the model is sharded this is collective: every process calls it with the same
+        directory; the full weights are gathered and the main process alone writes."""
 
     @classmethod
     @abc.abstractmethod
@@ -120,6 +128,47 @@ class UnifiedModel(abc.ABC):
     def enable_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.0,
                     target_modules: list[str] | None = None) -> None:
         """Wrap the language model with `peft` LoRA adapters; only they stay trainable."""
+
+    # ------------------------------------------------------------ sharding (FSDP2)
+
+    def fsdp_units(self) -> tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]:
+        """What `shard` shards: the decoder layers (one FSDP unit each, in forward order)
+        and the modules whose other parameters the root unit holds (by name). The backend
+        runs its entry points through `seer.models.fsdp.root_call` / `gathered_call`, so
+        that no parameter of the root is used outside the root's forward."""
+        raise ModelError(f"the {self.backend} backend cannot be sharded (FSDP)")
+
+    def shard(self, mesh) -> torch.nn.Module:
+        """Shard the model over the processes of `mesh` (FSDP2 `fully_shard`): each decoder
+        layer, then the root. Call it after `enable_lora` and before building an optimizer
+        (`trainable_parameters` then returns the sharded parameters). Returns the root
+        module, which holds every trainable parameter (for optimizer state dicts). From
+        then on every process must make the same calls (forward passes are collective);
+        gradients come out averaged over the processes."""
+        from torch.distributed.tensor import DTensor
+
+        from seer.models.fsdp import Sharded
+
+        if self._sharded is not None:
+            raise ModelError("the model is sharded already")
+        layers, parts = self.fsdp_units()
+        self._sharded = Sharded(layers, parts, mesh)
+        # A trainable parameter left whole would never have its gradient averaged.
+        whole = sum(not isinstance(p, DTensor) for p in self.trainable_parameters())
+        if whole:
+            raise ModelError(f"{whole} trainable parameters of the {self.backend} model were left unsharded")
+        return self._sharded.root
+
+    @property
+    def is_sharded(self) -> bool:
+        return self._sharded is not None
+
+    def gathered(self) -> contextlib.AbstractContextManager:
+        """Within it, a sharded model holds full weights on every process (gathered on
+        entry, which every process must reach) and forward passes need no collective, so
+        one process may use the model alone (e.g. the main one evaluating). Unsharded:
+        nothing happens."""
+        return self._sharded.gathered() if self._sharded is not None else contextlib.nullcontext()
 
     @abc.abstractmethod
     def train(self, mode: bool = True) -> UnifiedModel:

@@ -48,6 +48,7 @@ from PIL import Image
 from seer.io import atomic_dir
 from seer.models._hub import quiet_hub_bars
 from seer.models._text import completion_logps, left_pad, samples_at_eos
+from seer.models.fsdp import gathered_call, plain_state, root_call
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 
 MODEL_TYPE = "janus"
@@ -203,6 +204,16 @@ class JanusUMM(UnifiedModel):
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             self.model.model.language_model = get_peft_model(self.lm, config)
 
+    def fsdp_units(self) -> tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]:
+        """The language model's decoder layers; the root holds the rest of Janus (its
+        embeddings and head, and the frozen vision encoder, VQ model and generation head,
+        which its forward and image generation use)."""
+        base = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
+        layers = getattr(base, "layers", None)
+        if layers is None:
+            raise ModelError(f"cannot shard Janus: its language model ({type(base).__name__}) has no layers")
+        return list(layers), {"model": self.model}
+
     def gradient_checkpointing(self, enable: bool = True) -> None:
         """Recompute the language model's activations in backward (training mode only)."""
         on = getattr(self.model, "activation_checkpointing_enable", None)  # transformers >= 5.2x
@@ -243,9 +254,17 @@ class JanusUMM(UnifiedModel):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """config.json + safetensors + generation config + processor files (tokenizer, image
-        processor, chat template); LoRA merged; the folder appears whole or not at all."""
+        processor, chat template); LoRA merged; the folder appears whole or not at all.
+        Sharded: collective (see `UnifiedModel.save_pretrained`)."""
+        if self._sharded is not None:
+            state = self._sharded.full_state(self.model)
+            if not self._sharded.is_main:
+                return
+            state = plain_state(self.lm, state, prefix="model.language_model.")
+        else:
+            state = self.plain_state_dict()
         with atomic_dir(directory) as tmp, quiet_hub_bars():
-            self.model.save_pretrained(tmp, state_dict=self.plain_state_dict())
+            self.model.save_pretrained(tmp, state_dict=state)
             self.processor.save_pretrained(tmp)
 
     @classmethod
@@ -324,6 +343,7 @@ class JanusUMM(UnifiedModel):
         """Positions count real tokens only, so left padding never shifts a row."""
         return (mask.cumsum(1) - 1).clamp(min=0)[:, -width:]
 
+    @root_call
     def forward_logits(self, ids: torch.Tensor, mask: torch.Tensor, pixel_values: torch.Tensor | None = None,
                        cache=None, keep: int = 0, use_cache: bool = False):
         """Text logits (and the KV cache when `use_cache`) for left-padded rows; `mask` covers
@@ -337,6 +357,7 @@ class JanusUMM(UnifiedModel):
     # ------------------------------------------------------------ text
 
     @torch.no_grad()
+    @gathered_call
     def generate_text(self, prompts, images=None, *, max_new_tokens=64, temperature=1.0, top_k=None,
                       generator=None, prefix="") -> TextSamples:
         if max_new_tokens < 1:
@@ -369,6 +390,7 @@ class JanusUMM(UnifiedModel):
         ids = [int(t) for t in token_ids if int(t) not in (self.eos_id, self.pad_id)]
         return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
 
+    @root_call
     def completion_logprobs(self, prompts, completions, images=None, prefix="",
                             temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         heads, pixels = self._prompts(prompts, images, prefix)
@@ -382,6 +404,7 @@ class JanusUMM(UnifiedModel):
         return completion_logps(logits, ids, completions, temperature)
 
     @torch.no_grad()
+    @gathered_call
     def p_yes(self, questions, images, prefix="") -> YesNo:
         rows, pixels = self._prompts(questions, images, prefix)
         ids, mask = self._left_pad(rows)
@@ -397,6 +420,7 @@ class JanusUMM(UnifiedModel):
         value = getattr(self.model.generation_config, "guidance_scale", None)
         return float(value) if value is not None else DEFAULT_GUIDANCE
 
+    @gathered_call
     def generate_image_ids(self, texts: list[str], *, guidance_scale: float | None = None,
                            temperature: float | None = None, seed: int | list[int] = 0) -> torch.Tensor:
         """N x image_tokens VQ codes, conditional and unconditional rows in one batch."""
@@ -438,6 +462,7 @@ class JanusUMM(UnifiedModel):
         return torch.stack(codes, 1)
 
     @torch.no_grad()
+    @gathered_call
     def decode_images(self, codes: torch.Tensor) -> ImageList:
         pixels = self.model.decode_image_tokens(codes.to(self.device))  # N x H x W x C, in [-1, 1]
         # Channels first for the image processor: its PIL backend reads HWC arrays wrongly.
@@ -445,6 +470,7 @@ class JanusUMM(UnifiedModel):
         images = self.processor.postprocess(chw, return_tensors="PIL.Image.Image")["pixel_values"]
         return [im if isinstance(im, Image.Image) else Image.fromarray(im) for im in images]
 
+    @gathered_call
     def generate_images(self, texts, *, guidance_scale=None, temperature=1.0, seed=0) -> ImageList:
         if not texts:
             return []

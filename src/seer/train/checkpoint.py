@@ -33,12 +33,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(directory: str | Path, save_model: Callable[[Path], None], *, step: int,
                     optimizer: torch.optim.Optimizer | None = None, scheduler=None,
-                    extra: dict[str, Any] | None = None) -> None:
+                    extra: dict[str, Any] | None = None,
+                    optimizer_state: dict[str, Any] | None = None) -> None:
+    """`optimizer_state`, when given, is saved instead of `optimizer.state_dict()` (a
+    sharded optimizer's state, gathered by the caller)."""
+    if optimizer_state is None and optimizer is not None:
+        optimizer_state = optimizer.state_dict()
     with atomic_dir(directory) as tmp:
         save_model(tmp)
         torch.save({
             "step": step,
-            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": rng_state(),
             "extra": extra or {},

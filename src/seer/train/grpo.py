@@ -12,7 +12,8 @@ A *step* is one generation round: each process samples G completions for each of
 prompts (whole groups stay on one process, so group statistics are exact), the stage
 scores them, and the policy takes `num_iterations` optimizer updates on that batch.
 Gradients are summed across processes (gloo on CPU), with each process's loss scaled so
-the sum is the loss of the whole batch.
+the sum is the loss of the whole batch. With `fsdp` the parameters are sharded instead
+(FSDP2, `UnifiedModel.shard`), and FSDP averages the gradients: the same update.
 
 Checkpoints hold the model, optimizer, scheduler, RNG and step (the data position: a
 stage's batch is a pure function of the step), written atomically; sampling draws from a
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 
 from seer.config import ConfigError
 from seer.io import atomic_write_json
+from seer.models.fsdp import assign, device_mesh, full_tensor
 from seer.models.interface import UnifiedModel
 from seer.rollout import Prompt, Rollout, hash_seed, sample_groups
 from seer.train.checkpoint import check_finite, load_state, restore, save_checkpoint
@@ -73,6 +75,12 @@ class GRPOConfig:
     use_lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
+    # Shard the policy's parameters, gradients and AdamW state across processes (FSDP2):
+    # for models whose full training does not fit one device. Off: every process holds
+    # all of them. No effect with one process. Sampling gathers full weights for its
+    # loop; the reference model (beta != 0) stays whole on every process. Resume with the
+    # setting the checkpoint was written with.
+    fsdp: bool = False
 
     def validate(self) -> None:
         checks = {
@@ -268,6 +276,11 @@ class GRPOEngine:
                 p.requires_grad_(False)
         if cfg.use_lora:
             model.enable_lora(r=cfg.lora_r, alpha=cfg.lora_alpha)
+        # Sharded after the reference copy and the adapters exist, before the optimizer, which
+        # must hold the sharded parameters; `fsdp_root` holds them all (optimizer state dicts).
+        self.fsdp_root = None
+        if cfg.fsdp and self.accelerator.num_processes > 1:
+            self.fsdp_root = model.shard(device_mesh(model.device))
         self.params = model.trainable_parameters()
         if not self.params:
             raise ValueError("the model has no trainable parameters")
@@ -292,37 +305,82 @@ class GRPOEngine:
     def checkpoint_dir(self) -> Path:
         return self.out / "checkpoint"
 
+    @property
+    def sharded(self) -> bool:
+        return self.fsdp_root is not None
+
+    def _optimizer_state(self) -> dict[str, Any] | None:
+        """Sharded: the full AdamW state keyed by parameter name, on the main process
+        (collective); it loads into any number of processes. Replicated: None (the
+        optimizer's own state dict is saved)."""
+        if not self.sharded:
+            return None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(
+            self.fsdp_root, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+
     def _save(self, step: int) -> None:
-        extra: dict[str, Any] = {}
+        # Sharded, every gathering below is collective: all processes run it, in this order.
+        extra: dict[str, Any] = {"fsdp": self.sharded}
         if self.cfg.use_lora:  # adapters apart from the merged copy, so a resume is exact
             extra["adapter"] = {
-                n: p.detach().clone() for n, p in self.model.lm.named_parameters() if p.requires_grad
+                n: full_tensor(p.detach()).cpu().clone()
+                for n, p in self.model.lm.named_parameters()
+                if p.requires_grad
             }
+        optimizer_state = self._optimizer_state()
         if self.is_main:
             save_checkpoint(
                 self.checkpoint_dir,
                 self.model.save_pretrained,
                 step=step,
                 optimizer=self.optimizer,
+                optimizer_state=optimizer_state,
                 scheduler=self.scheduler,
                 extra=extra,
             )
+        elif self.sharded:  # gathers the weights with the main process; writes nothing here
+            self.model.save_pretrained(self.checkpoint_dir)
+        self.accelerator.wait_for_everyone()
+
+    def save_model(self, directory: str | Path) -> None:
+        """The policy in Hugging Face layout, written by the main process; every process
+        calls it (sharded, the weights are gathered from all of them)."""
+        if self.is_main or self.sharded:
+            self.model.save_pretrained(directory)
         self.accelerator.wait_for_everyone()
 
     def resume(self) -> int:
         """Load the last checkpoint in `out`; returns the step to continue from."""
         state = load_state(self.checkpoint_dir)
+        if bool(state["extra"].get("fsdp", False)) != self.sharded:
+            raise ValueError(
+                f"{self.checkpoint_dir}: written with {'sharded' if not self.sharded else 'replicated'} "
+                "parameters; resume with the fsdp setting it was written with"
+            )
+        # `assign` puts each process's shard of the saved value into a sharded parameter.
         if self.cfg.use_lora:
             named = dict(self.model.lm.named_parameters())
             for name, value in state["extra"]["adapter"].items():
-                named[name].data.copy_(value)
+                assign(named[name], value)
         else:
             if self.load_model is None:
                 raise ValueError("resuming needs a model loader")
             saved = self.load_model(self.checkpoint_dir)
-            with torch.no_grad():
-                for p, q in zip(self.params, saved.trainable_parameters(), strict=True):
-                    p.copy_(q)
+            for p, q in zip(self.params, saved.trainable_parameters(), strict=True):
+                assign(p, q)
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(
+                self.fsdp_root,
+                self.optimizer,
+                optim_state_dict=state["optimizer"],
+                options=StateDictOptions(full_state_dict=True),
+            )
+            state = {**state, "optimizer": None}
         self.start_step = restore(state, self.optimizer, self.scheduler)
         return self.start_step
 
@@ -460,15 +518,17 @@ class GRPOEngine:
                         loss_tok, mask, cfg.loss_type, max_completion_length=cfg.max_completion_length
                     ) / len(micro)
                 check_finite("loss", loss, step)
-                (loss / procs).backward()
+                # Replicated: the processes' gradients are summed below. Sharded: FSDP averages
+                # them, so each backpropagates its whole share (dapo's `* procs` included).
+                (loss if self.sharded else loss / procs).backward()
                 for key, value in s.items():
                     stats.setdefault(key, []).append(float(value.detach()))
                 step_loss += float(loss.detach())
-            if procs > 1:  # sum of the processes' scaled losses = the whole batch's loss
+            if procs > 1 and not self.sharded:  # sum of the scaled losses = the whole batch's loss
                 for p in self.params:
                     if p.grad is not None:
                         p.grad.copy_(acc.reduce(p.grad, "sum"))
-            norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+            norm = full_tensor(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
             if not torch.isfinite(norm):
                 self.optimizer.zero_grad(set_to_none=True)
                 check_finite("gradient norm", norm, step)

@@ -227,27 +227,30 @@ def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
     saved = engine.resume_if_asked(resume, metrics_file)
     if saved is not None:
         metrics = saved or metrics
-    elif world and cfg.eval_before and engine.is_main:
-        metrics["quality"] = evaluate("before", with_references=True)
-        atomic_write_json(metrics_file, metrics)
+    elif world and cfg.eval_before:
+        with policy.gathered():  # sharded: full weights everywhere, the main process evaluates alone
+            if engine.is_main:
+                metrics["quality"] = evaluate("before", with_references=True)
+                atomic_write_json(metrics_file, metrics)
     train = engine.run("rlmt")
-    if engine.is_main:
-        policy.eval()
-        policy.save_pretrained(out / "model")
-        metrics["train"] = {
-            **train,
-            "renders_reference": stage.cache.renders,
-            "renders_policy": stage.policy_renders,
-        }
-        if world:
-            after = evaluate("after", with_references="quality" not in metrics)
-            quality = metrics.setdefault("quality", {})
-            for split, table in after.items():
-                quality.setdefault(split, {}).update(table)
-            metrics["gap_closed"] = {
-                split: {name: gap_closed(table, name) for name in table if name.startswith("policy_")}
-                for split, table in quality.items()
-                if {"baseline", "oracle"} <= set(table)
+    policy.eval()
+    engine.save_model(out / "model")
+    with policy.gathered():
+        if engine.is_main:
+            metrics["train"] = {
+                **train,
+                "renders_reference": stage.cache.renders,
+                "renders_policy": stage.policy_renders,
             }
-        atomic_write_json(metrics_file, metrics)
+            if world:
+                after = evaluate("after", with_references="quality" not in metrics)
+                quality = metrics.setdefault("quality", {})
+                for split, table in after.items():
+                    quality.setdefault(split, {}).update(table)
+                metrics["gap_closed"] = {
+                    split: {name: gap_closed(table, name) for name in table if name.startswith("policy_")}
+                    for split, table in quality.items()
+                    if {"baseline", "oracle"} <= set(table)
+                }
+            atomic_write_json(metrics_file, metrics)
     return metrics

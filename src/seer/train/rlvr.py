@@ -238,16 +238,19 @@ def run_rlvr(cfg: RLVRConfig, resume: bool = False) -> dict[str, Any]:
     saved = engine.resume_if_asked(resume, metrics_file)
     if saved is not None:
         metrics = saved or metrics
-    elif cfg.eval_before and engine.is_main:
-        metrics["before"] = evaluate("before")
-        atomic_write_json(metrics_file, metrics)
+    elif cfg.eval_before:
+        with model.gathered():  # sharded: full weights everywhere, the main process evaluates alone
+            if engine.is_main:
+                metrics["before"] = evaluate("before")
+                atomic_write_json(metrics_file, metrics)
     train = engine.run("rlvr")
-    if engine.is_main:
-        model.eval()
-        model.save_pretrained(out / "model")
-        metrics["train"] = train
-        metrics["after"] = evaluate("after")
-        atomic_write_json(metrics_file, metrics)
+    model.eval()
+    engine.save_model(out / "model")
+    with model.gathered():
+        if engine.is_main:
+            metrics["train"] = train
+            metrics["after"] = evaluate("after")
+            atomic_write_json(metrics_file, metrics)
     return metrics
 
 

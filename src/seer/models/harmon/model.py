@@ -65,6 +65,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from seer.io import atomic_dir, atomic_write_json
 from seer.models._hub import quiet_hub_bars
 from seer.models._text import completion_logps, left_pad, samples_at_eos
+from seer.models.fsdp import gathered_call, plain_state, root_call
 from seer.models.harmon import loading
 from seer.models.harmon.mar import (
     DiffusionSchedule,
@@ -316,20 +317,33 @@ class HarmonUMM(UnifiedModel):
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write llm/, tokenizer/, vae/, mar/ and harmon.json; the folder appears whole or
-        not at all. `dtype` casts copies on disk; the live model keeps its precision."""
-        lm = self._merged_lm()
+        not at all. `dtype` casts copies on disk; the live model keeps its precision.
+        Sharded: collective (see `UnifiedModel.save_pretrained`)."""
+        if self._sharded is not None:
+            lm_state = self._sharded.full_state(self.lm)
+            side = {
+                f"{name}.{k}": v
+                for name, part in (("mar", self.mar), ("proj_in", self.proj_in), ("proj_out", self.proj_out))
+                for k, v in self._sharded.full_state(part).items()
+            }
+            if not self._sharded.is_main:
+                return
+            # The live model writes the config; the gathered weights, adapters merged, are the weights.
+            lm = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
+            lm_state = plain_state(self.lm, lm_state)
+        else:
+            lm = self._merged_lm()
+            lm_state = lm.state_dict() if dtype else None
+            side = self._image_side_state()
         with atomic_dir(directory) as tmp:
-            weights = {k: v.to(dtype) for k, v in lm.state_dict().items()} if dtype else None
+            weights = {k: v.to(dtype) for k, v in lm_state.items()} if dtype and lm_state else lm_state
             with quiet_hub_bars():
                 lm.save_pretrained(tmp / "llm", state_dict=weights)
             self.tokenizer.save_pretrained(tmp / "tokenizer")
             vae = copy.deepcopy(self.vae)
             (vae.to(dtype) if dtype else vae).save_pretrained(tmp / "vae")
             (tmp / "mar").mkdir()
-            state = {
-                k: (v.to(dtype) if dtype else v).detach().contiguous().cpu()
-                for k, v in self._image_side_state().items()
-            }
+            state = {k: (v.to(dtype) if dtype else v).detach().contiguous().cpu() for k, v in side.items()}
             save_file(state, str(tmp / "mar" / "model.safetensors"))
             atomic_write_json(tmp / CONFIG_FILE, dataclasses.asdict(self.config))
 
@@ -506,6 +520,15 @@ class HarmonUMM(UnifiedModel):
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             self.lm = get_peft_model(self.lm, config)
 
+    def fsdp_units(self) -> tuple[list[nn.Module], dict[str, nn.Module]]:
+        """The Qwen2 decoder layers; the root holds the LM's embeddings, norm and head, and
+        the MAR part with its projections when they train (frozen, they stay whole, as the
+        VAE does)."""
+        parts: dict[str, nn.Module] = {"lm": self.lm}
+        if self.config.train_mar:
+            parts |= {"mar": self.mar, "proj_in": self.proj_in, "proj_out": self.proj_out}
+        return list(self._backbone().layers), parts
+
     def train(self, mode: bool = True) -> HarmonUMM:
         self.lm.train(mode)
         for part in (self.mar, self.proj_in, self.proj_out):
@@ -622,6 +645,7 @@ class HarmonUMM(UnifiedModel):
     def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         return left_pad(rows, self.pad_id, self.device)
 
+    @root_call
     def embed(self, ids: torch.Tensor, images: ImageList = ()) -> torch.Tensor:
         """Word embeddings, image features at the IMAGE_TOKEN positions (row by row, in the
         order the images are given)."""
@@ -636,6 +660,7 @@ class HarmonUMM(UnifiedModel):
                 embeds = embeds.masked_scatter(is_image[..., None].expand_as(embeds), feats)
             return embeds
 
+    @root_call
     def forward_logits(
         self,
         embeds: torch.Tensor | None,
@@ -665,6 +690,7 @@ class HarmonUMM(UnifiedModel):
     # ------------------------------------------------------------ text
 
     @torch.no_grad()
+    @gathered_call
     def generate_text(
         self,
         prompts,
@@ -708,6 +734,7 @@ class HarmonUMM(UnifiedModel):
         ids = [int(t) for t in token_ids if int(t) not in self.stop_ids | {self.eos_id, self.pad_id}]
         return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
 
+    @root_call
     def completion_logprobs(
         self, prompts, completions, images=None, prefix="", temperature: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -721,6 +748,7 @@ class HarmonUMM(UnifiedModel):
         return completion_logps(logits, ids, completions, temperature)
 
     @torch.no_grad()
+    @gathered_call
     def p_yes(self, questions, images, prefix="") -> YesNo:
         rows, flat = self._prompts(questions, images, prefix)
         ids, mask = self._left_pad(rows)
@@ -750,6 +778,7 @@ class HarmonUMM(UnifiedModel):
         return self.mar.decode(x, mask, self.grid)
 
     @torch.no_grad()
+    @gathered_call
     def generate_latents(
         self,
         texts: list[str],
@@ -834,6 +863,7 @@ class HarmonUMM(UnifiedModel):
             tokens[reveal] = new
         return tokens
 
+    @gathered_call
     def generate_images(self, texts, *, guidance_scale=None, temperature=None, seed=0) -> ImageList:
         return self.decode_latents(
             self.generate_latents(texts, guidance_scale=guidance_scale, temperature=temperature, seed=seed)

@@ -40,6 +40,7 @@ from seer.models._text import (
     samples_at_eos,
     shared_heads,
 )
+from seer.models.fsdp import gathered_call, plain_state, root_call
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
@@ -167,19 +168,32 @@ class MiniUMM(UnifiedModel):
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write lm/, vq/, tokenizer/ and mini.json; the folder appears whole or not at all.
-        `dtype=torch.float16` halves the size on disk (the package's committed weights)."""
-        lm = self._merged_lm()
+        `dtype=torch.float16` halves the size on disk (the package's committed weights).
+        Sharded: collective (see `UnifiedModel.save_pretrained`)."""
+        if self._sharded is not None:
+            lm_state = self._sharded.full_state(self.lm)
+            positions = (self._sharded.full_state(self.image_positions)
+                         if self.image_positions is not None else None)
+            if not self._sharded.is_main:
+                return
+            # The live model writes the config; the gathered weights, adapters merged, are the weights.
+            lm = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
+            lm_state = plain_state(self.lm, lm_state)
+        else:
+            lm = self._merged_lm()
+            lm_state = lm.state_dict() if dtype else None
+            positions = self.image_positions.state_dict() if self.image_positions is not None else None
         with atomic_dir(directory) as tmp:
             # Cast copies, so the live model keeps its precision whatever happens here.
-            weights = {k: v.to(dtype) for k, v in lm.state_dict().items()} if dtype else None
+            weights = {k: v.to(dtype) for k, v in lm_state.items()} if dtype and lm_state else lm_state
             with quiet_hub_bars():
                 lm.save_pretrained(tmp / "lm", state_dict=weights)
             vq = copy.deepcopy(self.vq.vq)
             (vq.to(dtype) if dtype else vq).save_pretrained(tmp / "vq")
             self.tokenizer.save_pretrained(tmp / "tokenizer")
-            if self.image_positions is not None:
+            if positions is not None:
                 save_file({k: (v.to(dtype) if dtype else v).detach().cpu().contiguous()
-                           for k, v in self.image_positions.state_dict().items()}, tmp / POSITIONS_FILE)
+                           for k, v in positions.items()}, tmp / POSITIONS_FILE)
             atomic_write_json(tmp / CONFIG_FILE, dataclasses.asdict(self.config))
 
     @classmethod
@@ -231,6 +245,10 @@ class MiniUMM(UnifiedModel):
                                                      target_modules=target_modules or LORA_TARGETS))
         if self.image_positions is not None:
             self.image_positions.requires_grad_(False)  # LoRA trains the adapters only
+
+    def fsdp_units(self) -> tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]:
+        base = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
+        return list(base.model.layers), {"lm": self.lm, "image_positions": self.image_positions}
 
     def train(self, mode: bool = True) -> MiniUMM:
         self.lm.train(mode)
@@ -303,6 +321,7 @@ class MiniUMM(UnifiedModel):
         image_index = image_index.clamp(0, self.config.image_tokens - 1)
         return embeds + self.image_positions(image_index) * is_code[..., None].to(embeds.dtype)
 
+    @root_call
     def forward_logits(self, ids: torch.Tensor, mask: torch.Tensor, cache=None, keep: int = 0,
                        use_cache: bool = False, image_index: torch.Tensor | None = None):
         """Logits (and the KV cache when `use_cache`) for left-padded rows; `mask` covers the
@@ -328,6 +347,7 @@ class MiniUMM(UnifiedModel):
     # ------------------------------------------------------------ text
 
     @torch.no_grad()
+    @gathered_call
     def generate_text(self, prompts, images=None, *, max_new_tokens=64, temperature=1.0, top_k=None,
                       generator=None, prefix="") -> TextSamples:
         if max_new_tokens < 1:
@@ -380,6 +400,7 @@ class MiniUMM(UnifiedModel):
         return F.softmax(logits, dim=-1)[:, [self.yes_id, self.no_id]].cpu()
 
     @torch.no_grad()
+    @gathered_call
     def reasoned_p_yes(self, questions, images, *, reasoning_prefix, answer_prefix, max_new_tokens,
                        stop=None) -> YesNo:
         """One pass: while it writes its reasoning, P(Yes) of every step is kept, and where the
@@ -411,6 +432,7 @@ class MiniUMM(UnifiedModel):
         ids = [int(t) for t in token_ids if int(t) not in (self.eos_id, self.pad_id)]
         return self.tokenizer.decode(ids, skip_special_tokens=False).strip()
 
+    @root_call
     def completion_logprobs(self, prompts, completions, images=None, prefix="",
                             temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         heads = self._prompts(prompts, images, prefix)
@@ -419,7 +441,8 @@ class MiniUMM(UnifiedModel):
             empty = torch.zeros((len(heads), 0), device=self.device)
             return empty, empty.bool()
         unique, index = shared_heads(heads)
-        if len(unique) < len(heads):
+        # Sharded, every process must run the same passes: always the grouped path's two.
+        if len(unique) < len(heads) or self._sharded is not None:
             return self._grouped_logprobs(unique, index, completions, temperature)
         rows = [h + c.tolist() for h, c in zip(heads, completions, strict=True)]
         ids, mask = self._left_pad(rows)
@@ -440,6 +463,7 @@ class MiniUMM(UnifiedModel):
         return right_align(logp, [len(c) for c in completions])
 
     @torch.no_grad()
+    @gathered_call
     def p_yes(self, questions, images, prefix="") -> YesNo:
         ids, mask = self._left_pad(self._prompts(questions, images, prefix))
         logits, _ = self.forward_logits(ids, mask, keep=1)
@@ -450,6 +474,7 @@ class MiniUMM(UnifiedModel):
     # ------------------------------------------------------------ images
 
     @torch.no_grad()
+    @gathered_call
     def generate_image_ids(self, texts: list[str], *, guidance_scale: float | None = None,
                            temperature: float | None = None, seed: int | list[int] = 0) -> torch.Tensor:
         """N x image_tokens sampled code ids, conditional and unconditional rows in one batch."""
