@@ -65,7 +65,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from seer.io import atomic_dir, atomic_write_json
 from seer.models._hub import quiet_hub_bars
 from seer.models._text import completion_logps, left_pad, samples_at_eos
-from seer.models.fsdp import gathered_call, plain_state, root_call
+from seer.models.fsdp import full_lm_state, gathered_call, root_call
 from seer.models.harmon import loading
 from seer.models.harmon.mar import (
     DiffusionSchedule,
@@ -320,7 +320,7 @@ class HarmonUMM(UnifiedModel):
         not at all. `dtype` casts copies on disk; the live model keeps its precision.
         Sharded: collective (see `UnifiedModel.save_pretrained`)."""
         if self._sharded is not None:
-            lm_state = self._sharded.full_state(self.lm)
+            lm, lm_state = full_lm_state(self._sharded, self.lm)
             side = {
                 f"{name}.{k}": v
                 for name, part in (("mar", self.mar), ("proj_in", self.proj_in), ("proj_out", self.proj_out))
@@ -328,9 +328,6 @@ class HarmonUMM(UnifiedModel):
             }
             if not self._sharded.is_main:
                 return
-            # The live model writes the config; the gathered weights, adapters merged, are the weights.
-            lm = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
-            lm_state = plain_state(self.lm, lm_state)
         else:
             lm = self._merged_lm()
             lm_state = lm.state_dict() if dtype else None

@@ -40,7 +40,7 @@ from seer.models._text import (
     samples_at_eos,
     shared_heads,
 )
-from seer.models.fsdp import gathered_call, plain_state, root_call
+from seer.models.fsdp import full_lm_state, gathered_call, root_call
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
@@ -171,14 +171,11 @@ class MiniUMM(UnifiedModel):
         `dtype=torch.float16` halves the size on disk (the package's committed weights).
         Sharded: collective (see `UnifiedModel.save_pretrained`)."""
         if self._sharded is not None:
-            lm_state = self._sharded.full_state(self.lm)
+            lm, lm_state = full_lm_state(self._sharded, self.lm)
             positions = (self._sharded.full_state(self.image_positions)
                          if self.image_positions is not None else None)
             if not self._sharded.is_main:
                 return
-            # The live model writes the config; the gathered weights, adapters merged, are the weights.
-            lm = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
-            lm_state = plain_state(self.lm, lm_state)
         else:
             lm = self._merged_lm()
             lm_state = lm.state_dict() if dtype else None
