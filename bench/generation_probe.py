@@ -104,18 +104,18 @@ def main() -> None:
         ids, _, labels = batch_tensors(model, batch)
         with _autocast(True):
             out = model.lm(inputs_embeds=model.embed(ids), output_hidden_states=bool(args.grounding_layer))
-        loss = per_example_loss(out.logits, labels).mean()
+        lm_loss = per_example_loss(out.logits, labels).mean()
+        ground = torch.zeros(())
         if args.grounding_layer:
             rows, positions, targets = grounding_sites(model, batch, ids)
             ground = heads.loss(out.hidden_states[args.grounding_layer][rows, positions], targets)
-            loss = loss + args.grounding_weight * ground
         optimizer.zero_grad()
-        loss.backward()
+        (lm_loss + args.grounding_weight * ground).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
-        grounds.append(ground.item() if args.grounding_layer else 0.0)
-        losses.append(loss.item() - args.grounding_weight * grounds[-1])
+        grounds.append(ground.item())
+        losses.append(lm_loss.item())
         if (step + 1) % 50 == 0:
             print(f"step {step + 1}: loss {np.mean(losses[-50:]):.3f} grounding {np.mean(grounds[-50:]):.3f} "
                   f"({time.perf_counter() - t0:.0f} s)",

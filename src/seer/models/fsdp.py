@@ -122,13 +122,17 @@ class Sharded:
         return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
+def plain_lm(lm: nn.Module) -> nn.Module:
+    """The language model under its `peft` wrapper (LoRA layers in place), or `lm` itself."""
+    return lm.get_base_model() if hasattr(lm, "peft_config") else lm
+
+
 def full_lm_state(sharded: Sharded, lm: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """The plain language model (it writes the config) and its full weights, LoRA merged,
     for `save_pretrained` of a sharded model; {} on processes other than the main one.
     Collective, like `Sharded.full_state`."""
     state = sharded.full_state(lm)
-    base = lm.get_base_model() if hasattr(lm, "peft_config") else lm
-    return base, (plain_state(lm, state) if sharded.is_main else {})
+    return plain_lm(lm), (plain_state(lm, state) if sharded.is_main else {})
 
 
 def root_call(method: Callable[..., Any]) -> Callable[..., Any]:

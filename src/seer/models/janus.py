@@ -48,7 +48,7 @@ from PIL import Image
 from seer.io import atomic_dir
 from seer.models._hub import quiet_hub_bars
 from seer.models._text import completion_logps, left_pad, samples_at_eos
-from seer.models.fsdp import gathered_call, plain_state, root_call
+from seer.models.fsdp import gathered_call, plain_lm, plain_state, root_call
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 
 MODEL_TYPE = "janus"
@@ -208,7 +208,7 @@ class JanusUMM(UnifiedModel):
         """The language model's decoder layers; the root holds the rest of Janus (its
         embeddings and head, and the frozen vision encoder, VQ model and generation head,
         which its forward and image generation use)."""
-        base = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
+        base = plain_lm(self.lm)
         layers = getattr(base, "layers", None)
         if layers is None:
             raise ModelError(f"cannot shard Janus: its language model ({type(base).__name__}) has no layers")

@@ -14,6 +14,7 @@ TensorBoard events.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -276,6 +277,13 @@ def cell_objects(scene: Scene) -> dict[str, torch.Tensor]:
             for o in scene.objects}
 
 
+@functools.lru_cache
+def _cell_layout(side: int) -> tuple[list[str], dict[str, int]]:
+    """Each code's grid position, and the last code of each position (computed once a size)."""
+    cells = grid_cells(side)
+    return cells, {c: max(j for j, d in enumerate(cells) if d == c) for c in set(cells)}
+
+
 def grounding_sites(model: MiniUMM, examples: list[Example], ids: torch.Tensor):
     """(rows, positions, targets) of the grounding loss in a batch built by `batch_tensors`.
 
@@ -283,8 +291,7 @@ def grounding_sites(model: MiniUMM, examples: list[Example], ids: torch.Tensor):
     must be drawn there); an understanding image at the last code of each grid cell, the
     first place a causal model has seen the whole cell. A generated image with an empty
     prompt (the unconditional rows of guidance) has nothing to ground."""
-    cells = grid_cells(model.config.tokens_per_side)
-    last_code = {c: max(j for j, d in enumerate(cells) if d == c) for c in set(cells)}
+    cells, last_code = _cell_layout(model.config.tokens_per_side)
     empty = torch.zeros(len(GROUNDED_FIELDS), dtype=torch.long)
     rows, positions, targets = [], [], []
     for i, ex in enumerate(examples):
@@ -328,18 +335,19 @@ def train_lm(cfg: PretrainConfig, vq: PaletteVQ, out: Path, resume: bool, log,
         model = init
     else:
         model = MiniUMM.create(vocabulary_corpus(mix.instructions), cfg.model, seed=cfg.seed, vq=vq)
+    state = load_state(ckpt) if resuming else None
     grounding = None
     if cfg.grounding_layer:
         if cfg.grounding_layer > model.config.num_layers:
             raise ConfigError(f"grounding_layer {cfg.grounding_layer}: the model has "
                               f"{model.config.num_layers} layers")
         grounding = GroundingHeads(model.config.hidden_size)
-        if resuming:
-            grounding.load_state_dict(load_state(ckpt)["extra"]["grounding"])
+        if state is not None:
+            grounding.load_state_dict(state["extra"]["grounding"])
     params = model.trainable_parameters() + (list(grounding.parameters()) if grounding else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    start = restore(load_state(ckpt), optimizer, scheduler) if resuming else 0
+    start = restore(state, optimizer, scheduler) if state is not None else 0
     model.train()
     n_params = sum(p.numel() for n, p in model.lm.named_parameters() if "embed" not in n)
     # The compiled module shares the model's parameters; saving goes through `model` as ever.

@@ -40,7 +40,7 @@ from seer.models._text import (
     samples_at_eos,
     shared_heads,
 )
-from seer.models.fsdp import full_lm_state, gathered_call, root_call
+from seer.models.fsdp import full_lm_state, gathered_call, plain_lm, root_call
 from seer.models.interface import ImageList, ModelError, TextSamples, UnifiedModel, YesNo
 from seer.models.mini import tokenizer as tk
 from seer.models.mini.vq import PaletteVQ, to_palette, to_rgb, vq_config
@@ -244,8 +244,7 @@ class MiniUMM(UnifiedModel):
             self.image_positions.requires_grad_(False)  # LoRA trains the adapters only
 
     def fsdp_units(self) -> tuple[list[torch.nn.Module], dict[str, torch.nn.Module]]:
-        base = self.lm.get_base_model() if hasattr(self.lm, "peft_config") else self.lm
-        return list(base.model.layers), {"lm": self.lm, "image_positions": self.image_positions}
+        return list(plain_lm(self.lm).model.layers), {"lm": self.lm, "image_positions": self.image_positions}
 
     def train(self, mode: bool = True) -> MiniUMM:
         self.lm.train(mode)
