@@ -153,7 +153,8 @@ def _train_rlmt(args: argparse.Namespace) -> None:
     from seer.config import resolve
     from seer.train.rlmt import RLMTConfig, run_rlmt
 
-    direct = {"vie": args.vie, "evaluator": args.evaluator, "start": args.start, "order": args.order}
+    direct = {"vie": args.vie, "evaluator": args.evaluator, "start": args.start, "order": args.order,
+              "reward": args.reward}
     cfg = resolve(RLMTConfig, args.config, args.set, out=args.out, seed=args.seed, **direct)
     _threads(args)
     metrics = run_rlmt(cfg, resume=args.resume)
@@ -383,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluator", help="the RLVR model folder, frozen (default runs/rlvr/model)")
     p.add_argument("--start", choices=["rlvr", "base"], help="policy starts from the RLVR model or the base")
     p.add_argument("--order", choices=["both", "policy_first"], help="image orders the reward averages")
+    p.add_argument("--reward", choices=["evaluator", "ground_truth"],
+                   help="the frozen evaluator's P(Yes) (SEER) or the analyzer's satisfaction (ablation)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     p.set_defaults(func=_train_rlmt)
 

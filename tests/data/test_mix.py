@@ -351,21 +351,32 @@ def test_meanings_are_not_literal_descriptors(instructions):
             parse(family.meaning)
 
 
-def test_restate_is_the_prompt_in_canonical_words_with_no_instruction(by_kind):
+def test_restate_is_the_prompt_in_canonical_words_and_repeats_an_instruction_lazily(by_kind, instructions):
+    """Without an instruction the reprompt is the canonical prompt; with one, the reasoning
+    is the instruction's meaning and the reprompt is the baseline text (prompt, then the
+    instruction as written): never an elaboration."""
     pattern = "^" + re.escape(T.REPROMPT).replace(re.escape("{prompt}"), "(.+)").replace(
         re.escape("{instruction}"), "(.+)") + "$"
-    paraphrased = 0
+    paraphrased = with_instruction = 0
     for e in by_kind["restate"]:
         assert e.images == () and e.image is None
         m = re.match(pattern, e.prompt)
         assert m is not None, e.prompt
         prompt, instruction = m[1], m[2]
-        assert instruction == T.NO_INSTRUCTION
-        assert e.prompt == T.reprompt_question(prompt, None)
         scene = parse(prompt)
-        assert e.answer == T.tagged(T.RESTATE_REASONING, describe(scene))
         paraphrased += prompt != describe(scene)
-    assert paraphrased > 0.5 * len(by_kind["restate"])
+        if instruction == T.NO_INSTRUCTION:
+            assert e.prompt == T.reprompt_question(prompt, None)
+            assert e.answer == T.tagged(T.RESTATE_REASONING, describe(scene))
+            continue
+        with_instruction += 1
+        ins = instructions.by_text(instruction)
+        assert ins.split == "train" and len(ins.families) == 1, instruction
+        meaning = instructions.families[ins.families[0]].meaning
+        assert e.answer == T.tagged(meaning, T.baseline_text(describe(scene), instruction))
+    n = len(by_kind["restate"])
+    assert paraphrased > 0.5 * n
+    assert 0.3 * n < with_instruction < 0.7 * n
 
 
 # ---------------------------------------------------------------- what is never shown

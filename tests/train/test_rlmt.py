@@ -155,6 +155,43 @@ def test_single_order_reward_is_p_yes_policy_first(tiny, tmp_path):
     assert torch.allclose(parts["endogenous"], parts["metric/p_policy_first"])
 
 
+def test_ground_truth_reward_is_the_analyzers_satisfaction_without_the_evaluator(tiny, tmp_path, monkeypatch):
+    """The ablation's reward is the analyzer's satisfaction of the policy image (rendered with
+    the sample's seed); the evaluator is never asked and no reference image is drawn."""
+    from seer.models.interface import TextSamples
+    from seer.rollout import sample_seed
+    from seer.world.analyzer import analyze_scene
+    from seer.world.instructions import load_instructions
+
+    model, vie = tiny
+    judge = MiniUMM.from_pretrained(model).eval()
+    cfg = _cfg(model, vie, tmp_path, reward="ground_truth")
+    stage = RLMTStage(cfg, load_samples(vie, "train"), judge)
+    monkeypatch.setattr("seer.train.rlmt.judge_p_yes", lambda *a, **k: pytest.fail("the evaluator was asked"))
+    prompts = stage.batch(0, 2)
+    good = "<think> x </think> <answer> a small red circle in the center , on a navy background </answer>"
+    zeros = [torch.zeros(1)] * 2
+    rollout = Rollout(prompts, TextSamples([good, "no tags at all"], zeros, zeros, [False] * 2))
+    parts = stage.rewards(rollout, 0)
+    assert "endogenous" not in parts and stage.cache.renders == 0
+    sample = prompts[0].data["sample"]
+    image = judge.generate_images([parse_reprompt(good).reprompt], seed=[sample_seed(cfg.seed, sample)])[0]
+    expected = load_instructions().by_text(sample["instruction"]).satisfaction(analyze_scene(image))
+    assert parts["ground_truth"][0].item() == pytest.approx(expected)
+    assert parts["ground_truth"][1] == 0.0  # unreadable: no render, no reward
+
+
+def test_ground_truth_reward_is_refused_without_a_world_and_unknown_rewards_are_errors(tiny, tmp_path):
+    from seer.config import ConfigError
+
+    model, vie = tiny
+    with pytest.raises(ConfigError, match="reward must be one of"):
+        _cfg(model, vie, tmp_path, reward="oracle").validate()
+    with pytest.raises(ConfigError, match="shapes-world VIE set"):
+        cfg = _cfg(model, vie, tmp_path, reward="ground_truth")
+        RLMTStage(cfg, load_samples(vie, "train"), None, world=False)
+
+
 def test_rlmt_end_to_end_writes_model_metrics_and_watch(tiny, tmp_path):
     model, vie = tiny
     out = tmp_path / "run"

@@ -14,8 +14,11 @@ The mix is chosen so the cognitive gap is real, as in a real UMM (docs/model.md)
   second image , ..."), as a real UMM reads several images; none compares them.
 - knowledge  text -> text: what an instruction means, in plain words that are *not* the
              descriptor templates ("a night scene has a dark sky and a moon").
-- restate    text -> text in the reprompt format, with no instruction: the prompt said
-             again in canonical words. Never an elaboration of an instruction.
+- restate    text -> text in the reprompt format: the prompt said again in canonical
+             words. With an instruction (half the examples), the reasoning is what the
+             instruction means (the knowledge above) and the reprompt is *lazy*: the
+             prompt, then the instruction repeated as written, as a raw UMM's reprompt is
+             (the paper's "laziness"). Never an elaboration of an instruction.
 
 No question compares two images, and only training paraphrases of instructions are used:
 held-out paraphrases and compositions stay unseen. Every example is a pure function of
@@ -49,6 +52,7 @@ DEFAULT_WEIGHTS = {"generate": 0.55, "attribute": 0.2, "concept": 0.15, "knowled
 UNCONDITIONAL_RATE = 0.1
 TWO_IMAGE_RATE = 0.25  # understanding questions shown with a second image, about one of them
 THINK_RATE = 0.3  # concept questions that ask for reasoning first, answered in tags
+RESTATE_INSTRUCTION_RATE = 0.5  # restatements that carry an instruction, repeated lazily
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +142,13 @@ class Mix:
 
     def _restate(self, rng: random.Random) -> Example:
         scene = sample_scene(rng, plain=rng.random() < 0.5)
-        question = T.reprompt_question(describe(scene, rng), None)
+        prompt = describe(scene, rng)
+        if rng.random() < RESTATE_INSTRUCTION_RATE:
+            ins = rng.choice(self.train)
+            meaning = " and ".join(self.instructions.families[f].meaning for f in ins.families)
+            answer = T.tagged(meaning, T.baseline_text(describe(scene), ins.text))
+            return Example("restate", T.reprompt_question(prompt, ins.text), answer=answer)
+        question = T.reprompt_question(prompt, None)
         return Example("restate", question, answer=T.tagged(T.RESTATE_REASONING, describe(scene)))
 
 

@@ -35,6 +35,10 @@ from seer.train.grpo import GRPOConfig, GRPOEngine, write_config
 
 ORDERS = ("both", "policy_first")
 STARTS = ("rlvr", "base")
+# "evaluator" is SEER's endogenous reward. "ground_truth" (shapes world only) rewards the
+# analyzer's instruction satisfaction instead: an ablation that separates what the policy
+# can learn at all from what the evaluator's errors cost.
+REWARDS = ("evaluator", "ground_truth")
 
 
 def _rlmt_grpo() -> GRPOConfig:
@@ -59,6 +63,7 @@ class RLMTConfig:
     start: str = "rlvr"  # the policy starts from the RLVR checkpoint, or from the base model
     base_model: str | None = None  # the base model when start: base (default: the packaged mini)
     order: str = "both"
+    reward: str = "evaluator"
     # Keyword arguments for the backend's from_pretrained (dtype, device, gradient_checkpointing, ...).
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     format_weight: float = 0.0
@@ -76,6 +81,8 @@ class RLMTConfig:
             raise ConfigError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
         if self.start not in STARTS:
             raise ConfigError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
         self.grpo.validate()
 
 
@@ -87,6 +94,8 @@ class RLMTStage:
     def __init__(self, cfg: RLMTConfig, samples: list[dict], judge_model, world: bool = True):
         if not samples:
             raise ValueError(f"{cfg.vie}: the train split has no samples")
+        if cfg.reward == "ground_truth" and not world:
+            raise ConfigError(f"{cfg.vie}: reward: ground_truth needs a shapes-world VIE set (its analyzer)")
         self.cfg, self.samples, self.judge_model, self.world = cfg, samples, judge_model, world
         self.cache = ImageCache(judge_model, cfg.guidance_scale, cfg.batch_size)
         self.policy_renders = 0
@@ -113,34 +122,14 @@ class RLMTStage:
         if ok:
             started = time.perf_counter()
             seeds = [sample_seed(self.cfg.seed, samples[i]) for i in ok]
-            refs = self.cache.get([samples[i]["baseline"] for i in ok], seeds)
             policy = self.judge_model.generate_images(
                 [parsed[i].reprompt for i in ok], guidance_scale=self.cfg.guidance_scale, seed=seeds
             )
             self.policy_renders += len(ok)
             render_s = time.perf_counter() - started
-            questions = [T.pair_question("instruction", samples[i]["instruction"]) for i in ok]
-            pairs = [[a, b] for a, b in zip(policy, refs, strict=True)]
-            p_first = judge_p_yes(
-                self.judge_model,
-                questions,
-                pairs,
-                max_reasoning_tokens=self.cfg.max_reasoning_tokens,
-                batch_size=self.cfg.batch_size,
-            )
-            first[ok] = p_first
-            if self.cfg.order == "both":
-                swapped = [[b, a] for a, b in pairs]
-                p_second = judge_p_yes(
-                    self.judge_model,
-                    questions,
-                    swapped,
-                    max_reasoning_tokens=self.cfg.max_reasoning_tokens,
-                    batch_size=self.cfg.batch_size,
-                )
-                reward[ok] = order_averaged(p_first, p_second)
-            else:
-                reward[ok] = p_first
+            if self.cfg.reward == "evaluator":
+                refs = self.cache.get([samples[i]["baseline"] for i in ok], seeds)
+                reward[ok], first[ok] = self._judge([samples[i] for i in ok], policy, refs)
             judge_s = time.perf_counter() - started - render_s
             if self.world:
                 from seer.world.analyzer import analyze_scene
@@ -149,12 +138,15 @@ class RLMTStage:
                     gt[i] = self.instructions.by_text(samples[i]["instruction"]).satisfaction(
                         analyze_scene(image)
                     )
+        if self.cfg.reward == "ground_truth":
+            reward = torch.nan_to_num(gt, nan=0.0)
         fmt = torch.tensor([float(p.ok) for p in parsed])
         lengths = torch.tensor([float(len(p.reprompt.split())) for p in parsed])
+        name = "endogenous" if self.cfg.reward == "evaluator" else "ground_truth"
         out = {
-            "endogenous": reward,
+            name: reward,
             "format": fmt,
-            "metric/endogenous": reward,
+            f"metric/{name}": reward,
             "metric/format": fmt,
             "metric/p_policy_first": first,
             "metric/reprompt_words": lengths,
@@ -166,9 +158,30 @@ class RLMTStage:
         if self.world:
             valid = ~torch.isnan(gt)
             out["metric/gt_satisfaction"] = torch.nan_to_num(gt, nan=0.0)
-            agreement = pearson(reward[valid], gt[valid]) if int(valid.sum()) > 1 else 0.0
-            out["metric/reward_gt_correlation"] = torch.full((n,), agreement)
+            if self.cfg.reward == "evaluator":
+                agreement = pearson(reward[valid], gt[valid]) if int(valid.sum()) > 1 else 0.0
+                out["metric/reward_gt_correlation"] = torch.full((n,), agreement)
         return out
+
+    def _judge(self, samples: list[dict], policy: list, refs: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The endogenous reward of each policy image against its reference, and P(Yes) with
+        the policy image first."""
+        questions = [T.pair_question("instruction", s["instruction"]) for s in samples]
+        pairs = [[a, b] for a, b in zip(policy, refs, strict=True)]
+
+        def p_yes(image_pairs):
+            return judge_p_yes(
+                self.judge_model,
+                questions,
+                image_pairs,
+                max_reasoning_tokens=self.cfg.max_reasoning_tokens,
+                batch_size=self.cfg.batch_size,
+            )
+
+        p_first = p_yes(pairs)
+        if self.cfg.order == "policy_first":
+            return p_first, p_first
+        return order_averaged(p_first, p_yes([[b, a] for a, b in pairs])), p_first
 
 
 def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
@@ -193,7 +206,11 @@ def run_rlmt(cfg: RLMTConfig, resume: bool = False) -> dict[str, Any]:
         cfg.grpo,
         out,
         seed=cfg.seed,
-        reward_weights={"endogenous": cfg.reward_weight, "format": cfg.format_weight},
+        reward_weights={
+            "endogenous": cfg.reward_weight,
+            "ground_truth": cfg.reward_weight,
+            "format": cfg.format_weight,
+        },
         load_model=lambda path: load_model(None, path, **cfg.model_options),
     )
     eval_sets = {}

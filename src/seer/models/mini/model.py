@@ -142,6 +142,14 @@ class MiniUMM(UnifiedModel):
         self.yes_id, self.no_id = ids("yes"), ids("no")
         if tk.UNK in tokenizer.convert_ids_to_tokens([self.yes_id, self.no_id]):
             raise ModelError("the mini tokenizer has no 'yes'/'no' words")
+        # What a text position may emit: words and <eos>. One vocabulary holds the image codes
+        # and the turn and image markers too, but in a real UMM the text head cannot write
+        # them (Janus and Harmon have a separate image head), so text sampling, scoring and
+        # P(Yes) read the logits restricted to text.
+        self.text_vocab = torch.ones(len(tokenizer), dtype=torch.bool)
+        self.text_vocab[self.code_offset : self.code_offset + config.codebook_size] = False
+        markers = [self.pad_id, self.bos_id, self.user_id, self.assistant_id, self.boi_id, self.eoi_id]
+        self.text_vocab[markers] = False
         self.vq.eval().requires_grad_(False)
 
     # ------------------------------------------------------------ building and weights
@@ -364,7 +372,7 @@ class MiniUMM(UnifiedModel):
         done = torch.zeros(len(rows), dtype=torch.bool)
         sampled, logps, yes_no = [], [], []
         for _ in range(max_new_tokens):
-            raw = logits[:, -1].float()
+            raw = self._text_only(logits[:, -1])
             if read_yes_no:
                 yes_no.append(self._yes_no(raw))
             step = raw / max(temperature, 1e-6)
@@ -387,9 +395,14 @@ class MiniUMM(UnifiedModel):
             logits, cache = self.forward_logits(token[:, None], mask, cache=cache, keep=1)
             if done.all():
                 if read_yes_no:
-                    yes_no.append(self._yes_no(logits[:, -1].float()))
+                    yes_no.append(self._yes_no(self._text_only(logits[:, -1])))
                 break
         return torch.stack(sampled, 1), torch.stack(logps, 1), torch.stack(yes_no, 1) if yes_no else None
+
+    def _text_only(self, logits: torch.Tensor) -> torch.Tensor:
+        """Float logits with everything a text position cannot emit pushed to -1e9 (finite,
+        so a masked-out placeholder times a zero mask stays 0)."""
+        return logits.float().masked_fill(~self.text_vocab.to(logits.device), -1e9)
 
     def _yes_no(self, logits: torch.Tensor) -> torch.Tensor:
         """B x 2 raw P(yes), P(no) of next-token logits."""
@@ -443,7 +456,7 @@ class MiniUMM(UnifiedModel):
         rows = [h + c.tolist() for h, c in zip(heads, completions, strict=True)]
         ids, mask = self._left_pad(rows)
         logits, _ = self.forward_logits(ids, mask, keep=width + 1)
-        return completion_logps(logits, ids, completions, temperature)
+        return completion_logps(self._text_only(logits), ids, completions, temperature)
 
     def _grouped_logprobs(self, unique: list[list[int]], index: torch.Tensor, completions,
                           temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -454,7 +467,7 @@ class MiniUMM(UnifiedModel):
         comp, comp_mask = right_pad(completions, self.pad_id, self.device)
         tail, _ = self.forward_logits(comp, torch.cat([mask, comp_mask], 1), cache=cache)
         # Token j is predicted at position j - 1: the prompt's last position for j = 0.
-        logits = torch.cat([logits, tail[:, :-1]], 1).float() / temperature
+        logits = self._text_only(torch.cat([logits, tail[:, :-1]], 1)) / temperature
         logp = F.log_softmax(logits, dim=-1).gather(2, comp[..., None]).squeeze(2)
         return right_align(logp, [len(c) for c in completions])
 
@@ -463,7 +476,7 @@ class MiniUMM(UnifiedModel):
     def p_yes(self, questions, images, prefix="") -> YesNo:
         ids, mask = self._left_pad(self._prompts(questions, images, prefix))
         logits, _ = self.forward_logits(ids, mask, keep=1)
-        probs = F.softmax(logits[:, -1].float(), dim=-1)
+        probs = F.softmax(self._text_only(logits[:, -1]), dim=-1)
         yes, no = probs[:, self.yes_id], probs[:, self.no_id]
         return YesNo(yes / (yes + no).clamp(min=1e-12), yes, no)
 
