@@ -181,47 +181,6 @@ def test_ground_truth_reward_is_the_analyzers_satisfaction_without_the_evaluator
     assert parts["ground_truth"][1] == 0.0  # unreadable: no render, no reward
 
 
-def test_description_term_adds_the_evaluators_prompt_judgement(tiny, tmp_path, monkeypatch):
-    """description_weight w: reward = order-averaged P(Yes) on the instruction question + w x
-    the same on the description question, which quotes the sample's prompt."""
-    from seer.data import templates as T
-    from seer.models.interface import TextSamples
-
-    model, vie = tiny
-    judge = MiniUMM.from_pretrained(model).eval()
-    cfg = _cfg(model, vie, tmp_path, description_weight=0.5)
-    stage = RLMTStage(cfg, load_samples(vie, "train"), judge)
-    asked = []
-
-    def fake_p_yes(evaluator, questions, pairs, **kw):
-        asked.extend(questions)
-        first = id(pairs[0][0]) in policy_images
-        kind = "instruction" if questions[0].startswith("instruction") else "description"
-        value = {"instruction": (0.8, 0.4), "description": (0.6, 0.2)}[kind]
-        return torch.full((len(questions),), value[0] if first else value[1])
-
-    policy_images = {}
-    real_generate = judge.generate_images
-
-    def generate(texts, **kw):
-        images = real_generate(texts, **kw)
-        if texts == [parse_reprompt(good).reprompt]:  # the policy's render, not the reference's
-            policy_images.update({id(i): i for i in images})
-        return images
-
-    monkeypatch.setattr(judge, "generate_images", generate)
-    monkeypatch.setattr("seer.train.rlmt.judge_p_yes", fake_p_yes)
-    prompts = stage.batch(0, 1)
-    good = "<think> x </think> <answer> a small red circle in the center , on a navy background </answer>"
-    rollout = Rollout(prompts, TextSamples([good], [torch.zeros(1)], [torch.zeros(1)], [False]))
-    parts = stage.rewards(rollout, 0)
-    instruction = order_averaged(torch.tensor(0.8), torch.tensor(0.4))
-    description = order_averaged(torch.tensor(0.6), torch.tensor(0.2))
-    assert parts["endogenous"][0].item() == pytest.approx(float(instruction + 0.5 * description))
-    assert parts["metric/p_description"][0].item() == pytest.approx(float(description))
-    assert T.pair_question("description", prompts[0].data["sample"]["prompt"]) in asked
-
-
 def test_ground_truth_reward_is_refused_without_a_world_and_unknown_rewards_are_errors(tiny, tmp_path):
     from seer.config import ConfigError
 

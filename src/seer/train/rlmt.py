@@ -68,10 +68,6 @@ class RLMTConfig:
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     format_weight: float = 0.0
     reward_weight: float = 1.0
-    # Weight of a second endogenous term: the evaluator's P(Yes) that the policy image matches
-    # the *prompt* better than the reference (its other RLVR question kind). 0 is the paper's
-    # reward; with the instruction question alone, an image that drops the prompt can win.
-    description_weight: float = 0.0
     guidance_scale: float | None = None
     max_reasoning_tokens: int = 12  # the evaluator's reasoning before its answer
     eval_splits: list[str] = dataclasses.field(default_factory=lambda: ["test_id", "test_ood"])
@@ -87,8 +83,6 @@ class RLMTConfig:
             raise ConfigError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
         if self.reward not in REWARDS:
             raise ConfigError(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
-        if self.description_weight < 0:
-            raise ConfigError(f"description_weight must be >= 0, got {self.description_weight}")
         self.grpo.validate()
 
 
@@ -123,7 +117,6 @@ class RLMTStage:
         ok = [i for i in range(n) if parsed[i].ok]
         reward = torch.zeros(n)
         first = torch.zeros(n)
-        description = torch.zeros(n)
         gt = torch.full((n,), float("nan"))
         render_s = judge_s = 0.0
         if ok:
@@ -136,11 +129,7 @@ class RLMTStage:
             render_s = time.perf_counter() - started
             if self.cfg.reward == "evaluator":
                 refs = self.cache.get([samples[i]["baseline"] for i in ok], seeds)
-                chosen = [samples[i] for i in ok]
-                reward[ok], first[ok] = self._judge("instruction", chosen, policy, refs)
-                if self.cfg.description_weight:
-                    description[ok], _ = self._judge("description", chosen, policy, refs)
-                    reward = reward + self.cfg.description_weight * description
+                reward[ok], first[ok] = self._judge([samples[i] for i in ok], policy, refs)
             judge_s = time.perf_counter() - started - render_s
             if self.world:
                 from seer.world.analyzer import analyze_scene
@@ -160,7 +149,6 @@ class RLMTStage:
             f"metric/{name}": reward,
             "metric/format": fmt,
             "metric/p_policy_first": first,
-            "metric/p_description": description,
             "metric/reprompt_words": lengths,
             "metric/renders_reference": torch.full((n,), float(self.cache.renders)),
             "metric/renders_policy": torch.full((n,), float(self.policy_renders)),
@@ -175,14 +163,10 @@ class RLMTStage:
                 out["metric/reward_gt_correlation"] = torch.full((n,), agreement)
         return out
 
-    def _judge(
-        self, kind: str, samples: list[dict], policy: list, refs: list
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The evaluator's P(Yes) that each policy image matches the instruction (or the
-        prompt: `kind` description) better than its reference, in the configured orders;
-        and P(Yes) with the policy image first."""
-        text = "instruction" if kind == "instruction" else "prompt"
-        questions = [T.pair_question(kind, s[text]) for s in samples]
+    def _judge(self, samples: list[dict], policy: list, refs: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The endogenous reward of each policy image against its reference, and P(Yes) with
+        the policy image first."""
+        questions = [T.pair_question("instruction", s["instruction"]) for s in samples]
         pairs = [[a, b] for a, b in zip(policy, refs, strict=True)]
 
         def p_yes(image_pairs):
