@@ -173,6 +173,39 @@ def test_oracle_generator_gives_positive_margins(tmp_path):
     assert load_manifest(out)["ground_truth"] is True
 
 
+def test_contrast_items_ask_another_instruction_labelled_by_the_analyzer(tmp_path):
+    """contrast_items: each train pair is also asked about a training instruction of another
+    family; the label says which image the analyzer finds meets it better, in both orders.
+    Held-out splits keep the paper's items only, and the option is off by default."""
+    from seer.world.analyzer import analyze_scene
+
+    instructions = load_instructions()
+    cfg = VIEConfig(out=str(tmp_path / "c"), n_train=12, n_validation=2, n_test_id=2, n_test_ood=2,
+                    difficulty_samples=0, contrast_items=True)
+    out = build_vie(cfg, model=LiteralGenerator())
+    samples = {s["id"]: s for s in load_samples(out, "train")}
+    contrast = [it for it in load_items(out, "train") if it["kind"] == "contrast"]
+    assert len(contrast) >= len(samples)  # at least half the pairs differ on another instruction
+    for item in contrast:
+        sample = samples[item["sample_id"]]
+        asked = instructions.by_text(item["instruction"])
+        own = instructions.by_text(sample["instruction"])
+        assert asked.split == "train" and asked.families != own.families
+        assert item["question"] == T.pair_question("instruction", item["instruction"])
+        first, second = (Image.open(out / p).convert("RGB") for p in item["images"])
+        better_first = asked.satisfaction(analyze_scene(first)) > asked.satisfaction(analyze_scene(second))
+        assert item["label"] == (T.YES if better_first else T.NO)
+        gap = sample["contrast_pos_satisfaction"] - sample["contrast_neg_satisfaction"]
+        assert item["margin"] == abs(gap) > 0
+    assert {it["order"] for it in contrast} == set(ORDERS)
+    for split in ("validation", "test_id", "test_ood"):
+        assert {it["kind"] for it in load_items(out, split)} == set(KINDS)
+    default = build_vie(VIEConfig(out=str(tmp_path / "d"), n_train=4, n_validation=0, n_test_id=0,
+                                  n_test_ood=0, difficulty_samples=0), model=LiteralGenerator())
+    assert {it["kind"] for it in load_items(default, "train")} == set(KINDS)
+    assert "contrast_instruction" in as_dataset(out, "train", "samples").features
+
+
 def test_failed_samples_are_drawn_again(tmp_path):
     # The first two calls (positives and negatives of the first train batch) ignore the text.
     out = build_vie(VIEConfig(out=str(tmp_path / "r"), n_train=3, n_validation=1, n_test_id=1,

@@ -63,6 +63,10 @@ class VIEConfig:
     require_margin: bool = True  # world: keep a sample only if pos satisfies I strictly better
     max_draws_per_sample: int = 20
     max_new_tokens: int = 24
+    # World: also ask each train pair about another training instruction, labelled by the
+    # analyzer (which image meets it better). In the paper's items both question kinds carry
+    # the order's label, so an evaluator can score well without reading the question.
+    contrast_items: bool = False
 
     def counts(self) -> dict[str, int]:
         return {split: getattr(self, f"n_{split}") for split in SPLITS}
@@ -271,9 +275,51 @@ def _sample_row(triple: Triple, truth: dict[str, float | None]) -> dict[str, Any
     }
 
 
-def items_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
-    """The four evaluator items of a sample row: 2 question kinds x 2 image orders."""
+_CONTRAST_TRIES = 8
+
+
+def _contrast(cfg: VIEConfig, triple: Triple, pos: Image.Image, neg: Image.Image,
+              pool: list) -> dict[str, Any]:
+    """Another training instruction that one image of the pair meets strictly better than
+    the other (the first of up to 8 drawn), with both satisfactions; empty when none."""
+    from seer.world.analyzer import analyze_scene
+
+    seen_pos, seen_neg = analyze_scene(pos), analyze_scene(neg)
+    rng = random.Random(f"{cfg.seed}/vie/contrast/{triple.id}")
+    others = [ins for ins in pool if ins.families != triple.rule.families]
+    for ins in rng.sample(others, min(_CONTRAST_TRIES, len(others))):
+        p, n = ins.satisfaction(seen_pos), ins.satisfaction(seen_neg)
+        if p != n:
+            return {"contrast_instruction": ins.text, "contrast_pos_satisfaction": p,
+                    "contrast_neg_satisfaction": n}
+    return {}
+
+
+def _contrast_items(sample: dict[str, Any]) -> list[dict[str, Any]]:
+    """Both orders of the pair asked about the contrast instruction; "positive" is the image
+    that meets it better (which may be the sample's negative image)."""
+    p, n = sample["contrast_pos_satisfaction"], sample["contrast_neg_satisfaction"]
+    better, worse = sample["pos_image"], sample["neg_image"]
+    if n > p:
+        better, worse = worse, better
     items = []
+    for order in ORDERS:
+        images = [better, worse] if order == "positive_first" else [worse, better]
+        items.append({
+            "id": f"{sample['id']}-contrast-{order}", "sample_id": sample["id"], "split": sample["split"],
+            "kind": "contrast", "order": order,
+            "question": T.pair_question("instruction", sample["contrast_instruction"]), "images": images,
+            "label": LABELS[order], "pass_rate": None, "difficulty": None, "margin": abs(p - n),
+            "instruction": sample["contrast_instruction"], "instruction_split": "train",
+            "instruction_difficulty": None, "prompt": sample["prompt"], "elaboration": sample["elaboration"],
+        })
+    return items
+
+
+def items_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evaluator items of a sample row: 2 question kinds x 2 image orders, and both
+    orders of its contrast question when it has one."""
+    items = _contrast_items(sample) if sample.get("contrast_instruction") else []
     for kind in KINDS:
         text = sample["instruction"] if kind == "instruction" else sample["elaboration"]
         for order in ORDERS:
@@ -353,6 +399,10 @@ def build_vie(cfg: VIEConfig, model=None) -> Path:
                             for t, (pos, neg) in zip(user[split], pairs, strict=True)]
 
     samples = {split: [_sample_row(t, truth) for t, _, _, truth in rows] for split, rows in built.items()}
+    if cfg.contrast_items and user is None:
+        pool = draws.pools["train"]
+        for row, (triple, pos, neg, _) in zip(samples["train"], built["train"], strict=True):
+            row.update(_contrast(cfg, triple, pos, neg, pool))
     items = {split: [it for s in rows for it in items_of(s)] for split, rows in samples.items()}
     if cfg.difficulty_samples and items["train"]:
         pictures = {}
@@ -469,7 +519,8 @@ def as_dataset(out: str | Path, split: str, what: str = "items"):
             "id": text, "split": text, "prompt": text, "instruction": text, "instruction_split": text,
             "instruction_difficulty": text, "elaboration": text, "baseline": text,
             "pos_image": datasets.Image(), "neg_image": datasets.Image(), "draw": datasets.Value("int64"),
-            **dict.fromkeys(_NO_TRUTH, number),
+            **dict.fromkeys(_NO_TRUTH, number), "contrast_instruction": text,
+            "contrast_pos_satisfaction": number, "contrast_neg_satisfaction": number,
         })
         for row in rows:
             row["pos_image"], row["neg_image"] = str(root / row["pos_image"]), str(root / row["neg_image"])
