@@ -173,7 +173,7 @@ def test_ground_truth_reward_is_the_analyzers_satisfaction_without_the_evaluator
     zeros = [torch.zeros(1)] * 2
     rollout = Rollout(prompts, TextSamples([good, "no tags at all"], zeros, zeros, [False] * 2))
     parts = stage.rewards(rollout, 0)
-    assert "endogenous" not in parts and stage.cache.renders == 0
+    assert "endogenous" not in parts and "metric/p_policy_first" not in parts and stage.cache.renders == 0
     sample = prompts[0].data["sample"]
     image = judge.generate_images([parse_reprompt(good).reprompt], seed=[sample_seed(cfg.seed, sample)])[0]
     expected = load_instructions().by_text(sample["instruction"]).satisfaction(analyze_scene(image))

@@ -148,13 +148,14 @@ class RLMTStage:
             "format": fmt,
             f"metric/{name}": reward,
             "metric/format": fmt,
-            "metric/p_policy_first": first,
             "metric/reprompt_words": lengths,
             "metric/renders_reference": torch.full((n,), float(self.cache.renders)),
             "metric/renders_policy": torch.full((n,), float(self.policy_renders)),
             "metric/seconds_render": torch.full((n,), render_s),
             "metric/seconds_judge": torch.full((n,), judge_s),
         }
+        if self.cfg.reward == "evaluator":
+            out["metric/p_policy_first"] = first
         if self.world:
             valid = ~torch.isnan(gt)
             out["metric/gt_satisfaction"] = torch.nan_to_num(gt, nan=0.0)
