@@ -126,6 +126,18 @@ def test_set_overrides_with_dotted_keys():
     assert cfg.steps == 100 and cfg.out == "runs/a" and cfg.lr == 0.5 and cfg.bf16 is False
 
 
+def test_a_dotted_override_two_levels_down_keeps_the_outer_defaults():
+    """The demo sets its own rlmt.grpo (20 steps, 40 tokens); changing one key of it must not
+    bring back the stage's class defaults (30 steps) for the others."""
+    from seer.demo import DemoConfig
+
+    demo = DemoConfig()
+    cfg = resolve(DemoConfig, overrides=["rlmt.grpo.max_completion_length=64"])
+    assert cfg.rlmt.grpo.max_completion_length == 64
+    assert cfg.rlmt.grpo == dataclasses.replace(demo.rlmt.grpo, max_completion_length=64)
+    assert cfg.rlmt.eval_before is demo.rlmt.eval_before
+
+
 def test_override_value_forms():
     cfg = resolve(Small, overrides=["name=a=b", " count = 5", "maybe=null", "anything={x: [1]}",
                                     "deep.inner.width=9", "tags=[x, y]"])

@@ -62,6 +62,14 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
 
 
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(out.get(key), dict) and isinstance(value, dict)
+        out[key] = _deep_merge(out[key], value) if both else value
+    return out
+
+
 def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     """An instance of dataclass `cls` from a (nested) mapping; missing keys keep defaults."""
     hints = typing.get_type_hints(cls)
@@ -74,7 +82,9 @@ def build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     for key, value in data.items():
         current = getattr(base, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            merged = {**dataclasses.asdict(current), **value}
+            # Deep: "rlmt.grpo.max_steps" changes that one key of the demo's own rlmt.grpo,
+            # not the stage's class defaults.
+            merged = _deep_merge(dataclasses.asdict(current), value)
             values[key] = _convert(merged, hints[key], prefix + key)
         elif isinstance(current, dict) and isinstance(value, dict):
             # A mapping field takes the given entries over its defaults, one key at a time.
