@@ -218,11 +218,10 @@ def _render(model, triples: list[Triple], cfg: VIEConfig, desc: str, salt: str) 
     return pairs
 
 
-def _ground_truth(triple: Triple, pos: Image.Image, neg: Image.Image) -> dict[str, float]:
-    from seer.world.analyzer import analyze_scene
+def _ground_truth(triple: Triple, seen_pos, seen_neg) -> dict[str, float]:
+    """Satisfaction, margin and fidelity of the pair's scenes as the analyzer read them."""
     from seer.world.scores import prompt_fidelity
 
-    seen_pos, seen_neg = analyze_scene(pos), analyze_scene(neg)
     ins = triple.rule
     p, n = ins.satisfaction(seen_pos), ins.satisfaction(seen_neg)
     return {"pos_satisfaction": p, "neg_satisfaction": n, "margin": p - n,
@@ -236,7 +235,11 @@ _NO_TRUTH = dict.fromkeys(("pos_satisfaction", "neg_satisfaction", "margin", "po
 
 def _world_split(model, cfg: VIEConfig, draws: _WorldDraws, split: str) -> list[tuple]:
     """(triple, pos, neg, truth) for n samples of a world split; samples whose positive is
-    not strictly better are drawn again (when `require_margin`)."""
+    not strictly better are drawn again (when `require_margin`). With `contrast_items`, a
+    train sample's truth also holds its contrast question (`_contrast`)."""
+    from seer.world.analyzer import analyze_scene
+
+    contrast = cfg.contrast_items and split == "train"
     n = cfg.counts()[split]
     kept: dict[int, tuple] = {}
     attempt = dict.fromkeys(range(n), 0)
@@ -248,7 +251,8 @@ def _world_split(model, cfg: VIEConfig, draws: _WorldDraws, split: str) -> list[
         pairs = _render(model, triples, cfg, desc, f"{split}/{round_}")
         retry = []
         for i, triple, (pos, neg) in zip(pending, triples, pairs, strict=True):
-            truth = _ground_truth(triple, pos, neg)
+            seen_pos, seen_neg = analyze_scene(pos), analyze_scene(neg)
+            truth = _ground_truth(triple, seen_pos, seen_neg)
             if cfg.require_margin and truth["margin"] <= 0:
                 attempt[i] += 1
                 if attempt[i] >= cfg.max_draws_per_sample:
@@ -258,6 +262,8 @@ def _world_split(model, cfg: VIEConfig, draws: _WorldDraws, split: str) -> list[
                         f"{cfg.max_draws_per_sample} draws (set require_margin=false to keep such pairs)")
                 retry.append(i)
                 continue
+            if contrast:
+                truth |= _contrast(cfg, triple, seen_pos, seen_neg, draws.pools["train"])
             kept[i] = (triple, pos, neg, truth)
         pending, round_ = retry, round_ + 1
     return [kept[i] for i in range(n)]
@@ -278,13 +284,9 @@ def _sample_row(triple: Triple, truth: dict[str, float | None]) -> dict[str, Any
 _CONTRAST_TRIES = 8
 
 
-def _contrast(cfg: VIEConfig, triple: Triple, pos: Image.Image, neg: Image.Image,
-              pool: list) -> dict[str, Any]:
+def _contrast(cfg: VIEConfig, triple: Triple, seen_pos, seen_neg, pool: list) -> dict[str, Any]:
     """Another training instruction that one image of the pair meets strictly better than
     the other (the first of up to 8 drawn), with both satisfactions; empty when none."""
-    from seer.world.analyzer import analyze_scene
-
-    seen_pos, seen_neg = analyze_scene(pos), analyze_scene(neg)
     rng = random.Random(f"{cfg.seed}/vie/contrast/{triple.id}")
     others = [ins for ins in pool if ins.families != triple.rule.families]
     for ins in rng.sample(others, min(_CONTRAST_TRIES, len(others))):
@@ -295,46 +297,42 @@ def _contrast(cfg: VIEConfig, triple: Triple, pos: Image.Image, neg: Image.Image
     return {}
 
 
-def _contrast_items(sample: dict[str, Any]) -> list[dict[str, Any]]:
-    """Both orders of the pair asked about the contrast instruction; "positive" is the image
-    that meets it better (which may be the sample's negative image)."""
-    p, n = sample["contrast_pos_satisfaction"], sample["contrast_neg_satisfaction"]
-    better, worse = sample["pos_image"], sample["neg_image"]
-    if n > p:
-        better, worse = worse, better
-    items = []
-    for order in ORDERS:
-        images = [better, worse] if order == "positive_first" else [worse, better]
-        items.append({
-            "id": f"{sample['id']}-contrast-{order}", "sample_id": sample["id"], "split": sample["split"],
-            "kind": "contrast", "order": order,
-            "question": T.pair_question("instruction", sample["contrast_instruction"]), "images": images,
-            "label": LABELS[order], "pass_rate": None, "difficulty": None, "margin": abs(p - n),
-            "instruction": sample["contrast_instruction"], "instruction_split": "train",
-            "instruction_difficulty": None, "prompt": sample["prompt"], "elaboration": sample["elaboration"],
-        })
-    return items
+def _item(sample: dict[str, Any], kind: str, order: str, question: str, better: str, worse: str,
+          **fields: Any) -> dict[str, Any]:
+    """One evaluator item of a sample: `better` is the image the label calls positive;
+    `fields` replace the sample's own margin and instruction fields."""
+    return {
+        "id": f"{sample['id']}-{kind}-{order}", "sample_id": sample["id"],
+        "split": sample["split"], "kind": kind, "order": order, "question": question,
+        "images": [better, worse] if order == "positive_first" else [worse, better], "label": LABELS[order],
+        "pass_rate": None, "difficulty": None, "margin": sample["margin"],
+        "instruction": sample["instruction"], "instruction_split": sample["instruction_split"],
+        "instruction_difficulty": sample["instruction_difficulty"], "prompt": sample["prompt"],
+        "elaboration": sample["elaboration"],
+    } | fields
 
 
 def items_of(sample: dict[str, Any]) -> list[dict[str, Any]]:
-    """The evaluator items of a sample row: 2 question kinds x 2 image orders, and both
-    orders of its contrast question when it has one."""
-    items = _contrast_items(sample) if sample.get("contrast_instruction") else []
+    """The evaluator items of a sample row: both orders of its contrast question when it has
+    one, then 2 question kinds x 2 image orders."""
+    items = []
+    if sample.get("contrast_instruction"):
+        # "positive" is the image that meets the contrast instruction better (which may be
+        # the sample's negative image).
+        p, n = sample["contrast_pos_satisfaction"], sample["contrast_neg_satisfaction"]
+        better, worse = sample["pos_image"], sample["neg_image"]
+        if n > p:
+            better, worse = worse, better
+        question = T.pair_question("instruction", sample["contrast_instruction"])
+        items += [_item(sample, "contrast", order, question, better, worse, margin=abs(p - n),
+                        instruction=sample["contrast_instruction"], instruction_split="train",
+                        instruction_difficulty=None)
+                  for order in ORDERS]
     for kind in KINDS:
         text = sample["instruction"] if kind == "instruction" else sample["elaboration"]
-        for order in ORDERS:
-            images = [sample["pos_image"], sample["neg_image"]]
-            if order == "negative_first":
-                images.reverse()
-            items.append({
-                "id": f"{sample['id']}-{kind}-{order}", "sample_id": sample["id"],
-                "split": sample["split"], "kind": kind, "order": order,
-                "question": T.pair_question(kind, text), "images": images, "label": LABELS[order],
-                "pass_rate": None, "difficulty": None, "margin": sample["margin"],
-                "instruction": sample["instruction"], "instruction_split": sample["instruction_split"],
-                "instruction_difficulty": sample["instruction_difficulty"], "prompt": sample["prompt"],
-                "elaboration": sample["elaboration"],
-            })
+        question = T.pair_question(kind, text)
+        items += [_item(sample, kind, order, question, sample["pos_image"], sample["neg_image"])
+                  for order in ORDERS]
     return items
 
 
@@ -399,10 +397,6 @@ def build_vie(cfg: VIEConfig, model=None) -> Path:
                             for t, (pos, neg) in zip(user[split], pairs, strict=True)]
 
     samples = {split: [_sample_row(t, truth) for t, _, _, truth in rows] for split, rows in built.items()}
-    if cfg.contrast_items and user is None:
-        pool = draws.pools["train"]
-        for row, (triple, pos, neg, _) in zip(samples["train"], built["train"], strict=True):
-            row.update(_contrast(cfg, triple, pos, neg, pool))
     items = {split: [it for s in rows for it in items_of(s)] for split, rows in samples.items()}
     if cfg.difficulty_samples and items["train"]:
         pictures = {}
