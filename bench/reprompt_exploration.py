@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, table  # noqa: E402
 from seer.data.vie import load_samples  # noqa: E402
 from seer.models import load_model  # noqa: E402
-from seer.rollout import reprompt_texts, sample_seed  # noqa: E402
+from seer.rollout import sample_reprompts, sample_seed  # noqa: E402
 from seer.world.analyzer import analyze_scene  # noqa: E402
 from seer.world.instructions import load_instructions  # noqa: E402
 
@@ -49,10 +49,8 @@ def explore(model, rows: list[dict], generations: int, temperature: float, max_n
     base, oracle, mean, best, readable, signal, better = [], [], [], [], [], [], []
     kinds = Counter()
     for row in rows:
-        parsed = reprompt_texts(model, [row["prompt"]] * generations, [row["instruction"]] * generations,
-                                max_new_tokens=max_new_tokens, temperature=temperature, top_k=None,
-                                generator=generator)
-        texts = [p.reprompt if p.ok else row["baseline"] for p in parsed]
+        texts, parsed = sample_reprompts(model, [row] * generations, max_new_tokens=max_new_tokens,
+                                         temperature=temperature, top_k=None, generator=generator)
         kinds.update(_kind(p, row["instruction"]) for p in parsed)
         seed = sample_seed(0, row)
         drawn = texts + [row["baseline"], row["elaboration"]]

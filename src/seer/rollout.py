@@ -173,11 +173,12 @@ def sample_seed(seed: int, sample: dict) -> int:
 
 
 def sample_reprompts(model: UnifiedModel, samples: list[dict], *, max_new_tokens: int,
-                     batch_size: int = 32) -> tuple[list[str], list[ParsedReprompt]]:
-    """The model's greedy reprompt of each VIE sample, and what it wrote; an unreadable
+                     batch_size: int = 32, **sampling: Any) -> tuple[list[str], list[ParsedReprompt]]:
+    """The model's reprompt of each VIE sample (greedy unless `sampling` passes
+    `reprompt_texts` a temperature, top_k and generator), and what it wrote; an unreadable
     output falls back to the sample's baseline text (what the generator gets without one)."""
     parsed = reprompt_texts(model, [s["prompt"] for s in samples], [s["instruction"] for s in samples],
-                            max_new_tokens=max_new_tokens, batch_size=batch_size)
+                            max_new_tokens=max_new_tokens, batch_size=batch_size, **sampling)
     texts = [p.reprompt if p.ok else s["baseline"] for p, s in zip(parsed, samples, strict=True)]
     return texts, parsed
 
