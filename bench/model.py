@@ -1,6 +1,6 @@
 """Mini model throughput: matmul peak, pretraining tokens/s and MFU, batched image generation.
 
-    python bench/model.py [--batch 32] [--steps 5]
+    python bench/model.py [--batch 32] [--steps 5] [--render-batches 1 32 64 128]
 
 Throughput does not depend on the weights, so a freshly initialised model of the default
 size stands in for the trained one. Prints markdown tables (pasted into docs/benchmarks.md).
@@ -57,25 +57,28 @@ def training_throughput(model: MiniUMM, batch: int, steps: int, bf16: bool) -> t
     return tokens / elapsed, 6 * n_params * tokens / elapsed
 
 
-def generation_throughput(model: MiniUMM, batch: int) -> tuple[float, float]:
-    """Images/s generating `batch` images in one KV-cached batch vs one at a time."""
+def generation_throughput(model: MiniUMM, sizes: list[int]) -> dict[int, float]:
+    """Images/s drawing images in KV-cached batches of each size (a batch of 1: one at a
+    time); at least 4 images per size."""
     rng = random.Random(0)
-    texts = [describe(sample_scene(rng)) for _ in range(batch)]
-    t0 = time.perf_counter()
-    model.generate_image_ids(texts, seed=0)
-    batched = batch / (time.perf_counter() - t0)
-    few = texts[:4]
-    t0 = time.perf_counter()
-    for k, text in enumerate(few):
-        model.generate_image_ids([text], seed=k)
-    single = len(few) / (time.perf_counter() - t0)
-    return batched, single
+    texts = [describe(sample_scene(rng)) for _ in range(max(max(sizes), 4))]
+    model.generate_image_ids(texts[:2], seed=0)  # warm-up
+    rates = {}
+    for size in sizes:
+        calls = max(1, 4 // size)
+        t0 = time.perf_counter()
+        for k in range(calls):
+            model.generate_image_ids(texts[k * size:(k + 1) * size], seed=k * size)
+        rates[size] = calls * size / (time.perf_counter() - t0)
+    return rates
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--render-batches", type=int, nargs="+", default=[1, 32, 64, 128],
+                    help="image batch sizes to time (the first is the ratios' base)")
     args = ap.parse_args()
     config = MiniConfig()
     print(f"machine: {machine()}")
@@ -91,13 +94,13 @@ def main() -> None:
     print("## Pretraining throughput (model FLOPs = 6 x non-embedding params x tokens)\n")
     print(table(["precision", "tokens/s", "model GFLOP/s", "matmul peak GFLOP/s", "MFU"], rows))
     model.eval()
-    batched, single = generation_throughput(model, args.batch)
+    rates = generation_throughput(model, args.render_batches)
+    base = args.render_batches[0]
     print("\n## Image generation (KV cache, CFG)\n")
-    print(table(["mode", "images/s", "ratio"], [
-        ["one at a time", f"{single:.2f}", "1.0x"],
-        [f"batch of {args.batch}", f"{batched:.2f}", f"{batched / single:.1f}x"],
+    print(table(["images a call", "images/s", "ms an image", f"ratio to {base}"], [
+        [str(size), f"{rate:.2f}", f"{1000 / rate:.0f}", f"{rate / rates[base]:.1f}x"]
+        for size, rate in rates.items()
     ]))
-
 
 if __name__ == "__main__":
     main()

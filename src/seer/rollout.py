@@ -79,11 +79,15 @@ class ImageCache:
         self._images: dict[tuple[str, int], Image.Image] = {}
         self.renders = 0
 
-    def get(self, texts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def get(self, texts: list[str], seeds: list[int], desc: str | None = None) -> list[Image.Image]:
+        """One image per (text, seed); `desc` shows a progress bar over the batches."""
+        from tqdm.auto import tqdm
+
         keys = list(zip(texts, seeds, strict=True))
         missing = list(dict.fromkeys(k for k in keys if k not in self._images))
         # One render per distinct key; an image depends on its text and seed only.
-        for k in range(0, len(missing), self.batch_size):
+        starts = range(0, len(missing), self.batch_size)
+        for k in tqdm(starts, desc=desc, leave=False) if desc else starts:
             chunk = missing[k : k + self.batch_size]
             for key, image in zip(chunk, self._render(chunk), strict=True):
                 self._images[key] = image

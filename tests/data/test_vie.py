@@ -207,13 +207,38 @@ def test_contrast_items_ask_another_instruction_labelled_by_the_analyzer(tmp_pat
 
 
 def test_failed_samples_are_drawn_again(tmp_path):
-    # The first two calls (positives and negatives of the first train batch) ignore the text.
+    # The first call (positives and negatives of the first train batch) ignores the text.
     out = build_vie(VIEConfig(out=str(tmp_path / "r"), n_train=3, n_validation=1, n_test_id=1,
                               n_test_ood=1, difficulty_samples=0),
-                    model=LiteralGenerator(ignore_text_calls=2))
+                    model=LiteralGenerator(ignore_text_calls=1))
     train = load_samples(out, "train")
     assert [s["draw"] for s in train] == [1, 1, 1]
     assert all(s["margin"] > 0 for s in train)
+
+
+class SeedRecorder(LiteralGenerator):
+    def __init__(self):
+        super().__init__()
+        self.seen = []  # (text, seed) of every image asked for
+
+    def generate_images(self, texts, *, guidance_scale=None, temperature=1.0, seed=0):
+        self.seen += zip(texts, seed, strict=True)
+        return super().generate_images(texts, guidance_scale=guidance_scale, seed=seed)
+
+
+def test_a_samples_images_share_its_own_seed_whatever_the_batch(tmp_path):
+    seen = {}
+    for batch in (1, 64):
+        model = SeedRecorder()
+        build_vie(VIEConfig(out=str(tmp_path / str(batch)), n_train=5, n_validation=1, n_test_id=2,
+                            n_test_ood=2, difficulty_samples=0, render_batch_size=batch), model=model)
+        seen[batch] = model.seen
+        assert model.calls == (10 if batch == 1 else 4)  # one call per batch of every split
+    assert sorted(seen[1]) == sorted(seen[64])
+    samples = [s for split in ("train", "test_id") for s in load_samples(tmp_path / "1", split)]
+    seeds = dict(seen[1])
+    assert all(seeds[s["elaboration"]] == seeds[s["baseline"]] for s in samples)
+    assert len({seeds[s["baseline"]] for s in samples}) == len(samples)
 
 
 class AlwaysYes(LiteralGenerator):

@@ -120,7 +120,8 @@ def test_reference_images_render_once_per_prompt(tiny, tmp_path):
     g = 3
     rows = [p for p in prompts for _ in range(g)]
     good = "<think> x </think> <answer> a small red circle in the center , on a white background </answer>"
-    completions = [good] * (len(rows) - 1) + ["no tags at all"]
+    other = "<think> y </think> <answer> a blue square at the top left , on a white background </answer>"
+    completions = [other] + [good] * (len(rows) - 2) + ["no tags at all"]
     from seer.models.interface import TextSamples
 
     rollout = Rollout(
@@ -133,7 +134,11 @@ def test_reference_images_render_once_per_prompt(tiny, tmp_path):
     assert stage.cache.renders == len(
         {p.data["sample"]["id"] for p in prompts}
     )  # one per prompt, not per completion
-    assert stage.policy_renders == len(rows) - 1  # the unreadable completion is not rendered
+    # One render per distinct (reprompt, sample) of the readable completions: a group's
+    # copies of `good` share one image, `other` gets its own; the unreadable one gets none.
+    assert stage.policy_renders == len({p.data["sample"]["id"] for p in rows[:-1]}) + 1
+    assert parts["endogenous"][1] == parts["endogenous"][2]
+    assert parts["metric/gt_satisfaction"][1] == parts["metric/gt_satisfaction"][2]
     assert parts["endogenous"][-1] == 0.0 and parts["format"][-1] == 0.0
     assert ((parts["endogenous"][:-1] >= 0) & (parts["endogenous"][:-1] <= 1)).all()
     stage.rewards(rollout, 1)  # the same prompts again: no new reference render

@@ -20,10 +20,9 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from seer.models.interface import UnifiedModel
-from seer.rollout import sample_seed
+from seer.rollout import ImageCache, sample_seed
 from seer.world.analyzer import analyze_scene
 from seer.world.descriptors import DescriptorError, parse
 from seer.world.instructions import load_instructions
@@ -33,12 +32,12 @@ Method = Callable[[list[dict]], list[str]]
 
 
 def render_texts(
-    generator: UnifiedModel, texts: list[str], seeds: list[int], batch_size: int = 32, desc: str = "render"
+    generator: UnifiedModel, texts: list[str], seeds: list[int], batch_size: int = 128, desc: str = "render"
 ) -> list[Image.Image]:
-    images: list[Image.Image] = []
-    for k in tqdm(range(0, len(texts), batch_size), desc=desc, leave=False):
-        images += generator.generate_images(texts[k : k + batch_size], seed=seeds[k : k + batch_size])
-    return images
+    """One image per (text, seed), each distinct pair rendered once (methods often share a
+    text: a reprompt that fell back to the baseline, a policy that did not change), in
+    batches of `batch_size`: bigger batches use the cores better on CPU."""
+    return ImageCache(generator, batch_size=batch_size).get(texts, seeds, desc=desc)
 
 
 def score_world(samples: list[dict], images: list[Image.Image]) -> list[dict]:
@@ -80,23 +79,34 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
     }
 
 
+def render_methods(
+    generator: UnifiedModel, samples: list[dict], methods: dict[str, list[str]], *, seed: int = 0,
+    batch_size: int = 128, desc: str = "render",
+) -> dict[str, list[Image.Image]]:
+    """{method: one image per sample}, every method's images in one pass (big batches; a text
+    two methods share is drawn once). A sample's images share its seed, so methods differ
+    only by their text."""
+    for name, texts in methods.items():
+        if len(texts) != len(samples):
+            raise ValueError(f"method {name}: {len(texts)} texts for {len(samples)} samples")
+    seeds = [sample_seed(seed, s) for s in samples]
+    drawn = render_texts(generator, [t for texts in methods.values() for t in texts], seeds * len(methods),
+                         batch_size, desc=desc)
+    n = len(samples)
+    return {name: drawn[k * n:(k + 1) * n] for k, name in enumerate(methods)}
+
+
 def method_table(
     generator: UnifiedModel,
     samples: list[dict],
     methods: dict[str, list[str]],
     *,
     seed: int = 0,
-    batch_size: int = 32,
+    batch_size: int = 128,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """{method: {group: scores}} for texts already written by each method (one per sample)."""
-    seeds = [sample_seed(seed, s) for s in samples]
-    table = {}
-    for name, texts in methods.items():
-        if len(texts) != len(samples):
-            raise ValueError(f"method {name}: {len(texts)} texts for {len(samples)} samples")
-        images = render_texts(generator, texts, seeds, batch_size, desc=f"render {name}")
-        table[name] = summarize(score_world(samples, images))
-    return table
+    images = render_methods(generator, samples, methods, seed=seed, batch_size=batch_size)
+    return {name: summarize(score_world(samples, images[name])) for name in methods}
 
 
 def gap_closed(table: dict, method: str, group: str = "all") -> float:

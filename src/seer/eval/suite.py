@@ -54,7 +54,8 @@ class EvalConfig:
     evaluator_items: int = 0  # per split; 0: all
     retention_items: int = 100
     examples: int = 6
-    batch_size: int = 32
+    batch_size: int = 32  # texts per text call, evaluator items per call
+    render_batch_size: int = 128  # images per image call (all methods' images share calls)
     max_new_tokens: int = 48
     llm_rewriter: bool = True  # add the external LLM rewriter ("llm") when its extra is installed
     logs: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> log.jsonl, for the report
@@ -209,9 +210,9 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     from seer.data.vie import load_items, load_samples, open_images
     from seer.eval.baselines import texts_for
     from seer.eval.evaluator import evaluate_items
-    from seer.eval.generation import gap_closed, render_texts, score_world, summarize
+    from seer.eval.generation import gap_closed, render_methods, score_world, summarize
     from seer.models import load_model
-    from seer.rollout import sample_reprompts, sample_seed
+    from seer.rollout import sample_reprompts
 
     cfg.validate()
     out = Path(cfg.out)
@@ -267,13 +268,11 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                 parsed_after = parsed
         if llm is not None:
             texts["llm"], seconds["llm"] = _timed_llm(llm, samples)
-        seeds = [sample_seed(cfg.seed, s) for s in samples]
-        images, table = {}, {}
-        for name, method_texts in texts.items():
-            images[name] = render_texts(
-                checkpoint, method_texts, seeds, cfg.batch_size, desc=f"{split} {name}"
-            )
-            table[name] = summarize(score_world(samples, images[name]))
+        images = render_methods(
+            checkpoint, samples, texts, seed=cfg.seed, batch_size=cfg.render_batch_size,
+            desc=f"{split} render",
+        )
+        table = {m: summarize(score_world(samples, images[m])) for m in texts}
         generation[split] = table
         gaps[split] = {m: gap_closed(table, m) for m in texts if m not in ("baseline", "oracle")}
         base_sat = table["baseline"]["all"]["satisfaction"]

@@ -121,23 +121,32 @@ class RLMTStage:
         render_s = judge_s = 0.0
         if ok:
             started = time.perf_counter()
-            seeds = [sample_seed(self.cfg.seed, samples[i]) for i in ok]
+            # A group often repeats a reprompt; drawn with its sample's seed it gives the same
+            # image, and so the same reward: each distinct (reprompt, sample) is drawn and
+            # judged once (`uniq`), and its copies take its values.
+            first_of: dict[tuple[str, str], int] = {}
+            for i in ok:
+                first_of.setdefault((parsed[i].reprompt, samples[i]["id"]), i)
+            uniq = list(first_of.values())
+            source = [first_of[(parsed[i].reprompt, samples[i]["id"])] for i in ok]
+            seeds = [sample_seed(self.cfg.seed, samples[i]) for i in uniq]
             policy = self.judge_model.generate_images(
-                [parsed[i].reprompt for i in ok], guidance_scale=self.cfg.guidance_scale, seed=seeds
+                [parsed[i].reprompt for i in uniq], guidance_scale=self.cfg.guidance_scale, seed=seeds
             )
-            self.policy_renders += len(ok)
+            self.policy_renders += len(uniq)
             render_s = time.perf_counter() - started
             if self.cfg.reward == "evaluator":
-                refs = self.cache.get([samples[i]["baseline"] for i in ok], seeds)
-                reward[ok], first[ok] = self._judge([samples[i] for i in ok], policy, refs)
+                refs = self.cache.get([samples[i]["baseline"] for i in uniq], seeds)
+                reward[uniq], first[uniq] = self._judge([samples[i] for i in uniq], policy, refs)
             judge_s = time.perf_counter() - started - render_s
             if self.world:
                 from seer.world.analyzer import analyze_scene
 
-                for i, image in zip(ok, policy, strict=True):
+                for i, image in zip(uniq, policy, strict=True):
                     gt[i] = self.instructions.by_text(samples[i]["instruction"]).satisfaction(
                         analyze_scene(image)
                     )
+            reward[ok], first[ok], gt[ok] = reward[source], first[source], gt[source]
         if self.cfg.reward == "ground_truth":
             reward = torch.nan_to_num(gt, nan=0.0)
         fmt = torch.tensor([float(p.ok) for p in parsed])
