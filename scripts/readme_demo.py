@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", type=Path, default=Path("README.md"))
     ap.add_argument("--image", type=Path, default=Path("docs/images/demo.png"))
     ap.add_argument("--examples", type=int, default=4)
+    ap.add_argument("--source", help="where the run came from, for the README (default: the folder's path)")
     args = ap.parse_args(argv)
     metrics_file = args.run / "metrics.json"
     if not metrics_file.exists():
@@ -104,8 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     if examples:
         alt = "baseline, reprompted and oracle images of held-out samples"
         body += [f"![{alt}]({args.image.as_posix()})", ""]
-    body.append(f"Regenerated from `{args.run}` by `python scripts/readme_demo.py {args.run}`"
-                + (f"; the demo took {total / 60:.1f} min." if total else "."))
+    numbers = {name: value for name, value in seconds.items() if isinstance(value, (int, float))}
+    stages = ", ".join(f"{name} {value:.0f}" for name, value in numbers.items())
+    source, shown = (args.source, "DIR") if args.source else (f"`{args.run}`", args.run)
+    took = f"; the demo took {total / 60:.1f} min there (stage seconds: {stages})." if total else "."
+    body.append(f"Regenerated from {source} by `python scripts/readme_demo.py {shown}`{took}")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     args.readme.write_text(head + START + "\n" + "\n".join(body) + "\n" + END + tail)
