@@ -30,6 +30,7 @@ from seer.data import templates as T  # noqa: E402
 from seer.data.vie import load_items, open_images  # noqa: E402
 from seer.models import load_model  # noqa: E402
 from seer.rollout import judge_p_yes  # noqa: E402
+from seer.train.rlvr import order_twins  # noqa: E402
 
 ANSWER_AFTER_EMPTY_REASONING = f"{T.THINK_OPEN} {T.THINK_CLOSE} {T.ANSWER_OPEN}"
 
@@ -52,14 +53,6 @@ def read_accuracy(model, items: list[dict], images: dict, reasoned: bool = False
     every = right["positive_first"] + right["negative_first"]
     first, second = (sum(v) / max(len(v), 1) for v in right.values())
     return sum(every) / len(every), abs(first - second)
-
-
-def pairs_of(items: list[dict]) -> list[tuple[int, int]]:
-    """Both image orders of each (sample, question kind), as item indices."""
-    by_key: dict[tuple, dict[str, int]] = {}
-    for i, item in enumerate(items):
-        by_key.setdefault((item["sample_id"], item["kind"]), {})[item["order"]] = i
-    return [(o["positive_first"], o["negative_first"]) for o in by_key.values() if len(o) == 2]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     params = model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     yes, no = torch.tensor([model.yes_id]), torch.tensor([model.no_id])
-    pairs = pairs_of(train)
+    twin = order_twins(train)
+    pairs = [(i, twin[i]) for i, item in enumerate(train) if item["order"] == "positive_first"]
     rng = random.Random(f"{args.seed}/judge-ceiling")
     order: list[tuple[int, int]] = []
     t0 = time.perf_counter()

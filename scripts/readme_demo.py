@@ -100,12 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         grid(args.run, examples).save(args.image)
     timings = args.run / "timings.json"
     seconds = json.loads(timings.read_text()) if timings.exists() else {}
-    total = sum(v for v in seconds.values() if isinstance(v, (int, float)))
+    numbers = {name: value for name, value in seconds.items() if isinstance(value, (int, float))}
+    total = sum(numbers.values())
     body = [table(metrics), ""]
     if examples:
         alt = "baseline, reprompted and oracle images of held-out samples"
         body += [f"![{alt}]({args.image.as_posix()})", ""]
-    numbers = {name: value for name, value in seconds.items() if isinstance(value, (int, float))}
     stages = ", ".join(f"{name} {value:.0f}" for name, value in numbers.items())
     source, shown = (args.source, "DIR") if args.source else (f"`{args.run}`", args.run)
     took = f"; the demo took {total / 60:.1f} min there (stage seconds: {stages})." if total else "."

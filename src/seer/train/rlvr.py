@@ -123,7 +123,7 @@ def _hardness(item: dict, key: str) -> float:
     return float(item["difficulty"])
 
 
-def _twins(items: list[dict]) -> dict[int, int]:
+def order_twins(items: list[dict]) -> dict[int, int]:
     """Item index -> the index of the same sample and question kind in the other order."""
     by_key: dict[tuple, dict[str, int]] = {}
     for i, item in enumerate(items):
@@ -154,7 +154,7 @@ class RLVRStage:
         else:
             self.buckets = curriculum_buckets(items, cfg.difficulty, cfg.curriculum_buckets, cfg.seed)
             self.starts = list(cfg.curriculum_schedule)
-        self.twin = _twins(items) if cfg.paired_orders else {}
+        self.twin = order_twins(items) if cfg.paired_orders else {}
 
     def pool(self, step: int) -> list[int]:
         progress = step / max(self.cfg.grpo.max_steps, 1)
