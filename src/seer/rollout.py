@@ -36,6 +36,12 @@ class Rollout:
     def completions(self) -> list[str]:
         return self.samples.texts
 
+    def select(self, rows: list[int]) -> Rollout:
+        """The completions `rows` (whole groups, to keep groups contiguous)."""
+        s = self.samples
+        fields = (s.texts, s.token_ids, s.logprobs, s.truncated)
+        return Rollout([self.prompts[i] for i in rows], TextSamples(*([f[i] for i in rows] for f in fields)))
+
 
 def sample_groups(
     model: UnifiedModel,

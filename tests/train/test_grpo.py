@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -49,6 +50,17 @@ def test_group_advantages_batch_and_none():
     )
     with pytest.raises(ValueError, match="scale_rewards"):
         group_advantages(r, 2, "mean")
+
+
+def test_a_group_of_equal_rewards_has_exactly_zero_advantages():
+    """Seven copies of 0.1 do not average to 0.1 in float32; the advantages must still be
+    0, not the rounding error over (std + eps)."""
+    r = torch.full((7,), 0.1).repeat(2)
+    r[7] = 0.7
+    for scale in ("group", "batch", "none"):
+        adv = group_advantages(r, 7, scale)
+        assert torch.equal(adv[:7], torch.zeros(7)), scale
+        assert (adv[7:] != 0).all()
 
 
 # ---------------------------------------------------------------- surrogate, clipping, KL
@@ -186,6 +198,16 @@ class WordStage:
         if step == self.poison_at:
             r[0] = float("nan")
         return {"hit": r}
+
+
+class SplitOrUnanimousStage(WordStage):
+    """Prompts ending in "yes" get rewards 0, 1, 0, 1, ... down their group (always split);
+    those ending in "no" get 0.5 for every completion (always unanimous)."""
+
+    def rewards(self, rollout: Rollout, step: int) -> dict[str, torch.Tensor]:
+        return {"hit": torch.tensor([
+            float(i % 2) if p.text.endswith("yes") else 0.5 for i, p in enumerate(rollout.prompts)
+        ])}
 
 
 def _model(seed: int = 0) -> MiniUMM:
@@ -369,3 +391,62 @@ def test_sharded_parameters_train_as_the_replicated_ones(tmp_path):
         assert entry["reward"][0] == entry["reward"][1], variant  # the same samples
         assert entry["resumed_from"] == 1 and entry["resumed_vs_sharded"] < 1e-6, (variant, entry)
         assert entry["saved_keys_equal"] and entry["saved_vs_plain"] < 1e-5, (variant, entry)
+
+
+def _rows_scored(model) -> list[int]:
+    """Wraps model.completion_logprobs to record how many rows each call scores."""
+    calls, real = [], model.completion_logprobs
+
+    def counted(prompts, *args, **kw):
+        calls.append(len(prompts))
+        return real(prompts, *args, **kw)
+
+    model.completion_logprobs = counted
+    return calls
+
+
+def _every_row(logps, model, rollout, rows, active=None):
+    return logps(model, rollout, rows)
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "bnpo", "dr_grpo"])
+def test_unanimous_groups_are_skipped_with_the_same_update(tmp_path, loss_type):
+    """Without a KL term, a unanimous group's completions are not run through the model,
+    and the update is the one the full batch gives (its tokens still count in the loss's
+    normaliser)."""
+    cfg = _cfg(loss_type=loss_type, num_iterations=2, max_steps=1)  # 2 prompts: one split, one unanimous
+    updated = []
+    for skip in (True, False):
+        model = _model()
+        calls = _rows_scored(model)
+        engine = GRPOEngine(model, SplitOrUnanimousStage(), cfg, tmp_path / str(skip))
+        if not skip:
+            engine._logps = functools.partial(_every_row, engine._logps)
+        record = engine.step(0)
+        assert record["frac_trained_zero_std"] == 0.5
+        assert calls == ([4] * 3 if skip else [8] * 3)  # old log-probs, then two iterations
+        updated.append([p.detach().clone() for p in model.trainable_parameters()])
+    for a, b in zip(*updated, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_unanimous_groups_are_scored_when_the_kl_term_needs_them(tmp_path):
+    model = _model()
+    calls = _rows_scored(model)
+    GRPOEngine(model, SplitOrUnanimousStage(), _cfg(beta=0.1), tmp_path).step(0)
+    assert calls == [8, 8]  # the reference's log-probs, then the policy's: every row
+
+
+def test_dynamic_sampling_trains_on_the_groups_that_differ(tmp_path):
+    """Drawing twice the prompts, the step trains on the two split groups only, while the
+    logged reward covers everything sampled."""
+    model = _model()
+    calls = _rows_scored(model)
+    engine = GRPOEngine(model, SplitOrUnanimousStage(), _cfg(dynamic_sampling_factor=2), tmp_path)
+    record = engine.step(0)
+    assert record["frac_reward_zero_std"] == 0.5  # of the 4 groups drawn
+    assert record["frac_trained_zero_std"] == 0.0  # of the 2 trained
+    assert record["reward"] == pytest.approx((0.5 * 8 + 0.5 * 8) / 16)
+    assert calls == [8]
+    with pytest.raises(ConfigError, match="dynamic_sampling_factor"):
+        _cfg(dynamic_sampling_factor=0).validate()

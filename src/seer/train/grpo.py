@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from seer.config import ConfigError
@@ -64,6 +65,10 @@ class GRPOConfig:
     importance_sampling_level: str = "token"
     num_iterations: int = 1
     mask_truncated_completions: bool = False
+    # DAPO's dynamic sampling: draw this many times the step's prompts, sample them all, and
+    # train on the groups whose rewards differ, filling up with unanimous ones (no gradient)
+    # only when too few differ. 1: off. Costs the extra sampling, not extra backward passes.
+    dynamic_sampling_factor: int = 1
     learning_rate: float = 1e-4
     lr_scheduler_type: str = "constant"
     warmup_steps: int = 0
@@ -99,6 +104,7 @@ class GRPOConfig:
             "num_iterations",
             "logging_steps",
             "save_steps",
+            "dynamic_sampling_factor",
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
@@ -137,6 +143,10 @@ def group_advantages(
     std (the std over all processes' rewards)."""
     groups = rewards.view(-1, num_generations)
     centred = groups - groups.mean(1, keepdim=True)
+    # A group of equal rewards has no signal: its advantages are exactly 0 (a float mean can
+    # miss the common value by an ulp, which the group std + eps would blow up to ~1e-3).
+    unanimous = (groups.amax(1, keepdim=True) == groups.amin(1, keepdim=True))
+    centred = centred.masked_fill(unanimous, 0.0)
     if scale_rewards == "group":
         centred = centred / (groups.std(1, keepdim=True) + STD_EPS)
     elif scale_rewards == "batch":
@@ -418,14 +428,20 @@ class GRPOEngine:
         return torch.Generator().manual_seed(hash_seed(self.seed, step, self.accelerator.process_index))
 
     def _local_prompts(self, step: int) -> list[Prompt]:
-        n = self.cfg.prompts_per_step
+        n = self.cfg.prompts_per_step * self.cfg.dynamic_sampling_factor
         everyone = self.stage.batch(step, n * self.accelerator.num_processes)
         k = self.accelerator.process_index
         return everyone[k * n : (k + 1) * n]
 
     def _logps(
-        self, model: UnifiedModel, rollout: Rollout, rows: list[int]
+        self, model: UnifiedModel, rollout: Rollout, rows: list[int], active: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and mask of the completions `rows`. With `active`, only the rows it marks
+        are run through the model; the others get log-prob 0 under their true mask. With a
+        zero advantage and no KL term a row adds nothing to the loss or its gradient, only its
+        tokens to the loss's normaliser, so this is the same loss, for less compute."""
+        if active is not None and not bool(active[rows].all()):
+            return self._some_logps(model, rollout, rows, active)
         prompts = [rollout.prompts[i] for i in rows]
         images = [p.images for p in prompts] if any(p.images for p in prompts) else None
         return model.completion_logprobs(
@@ -435,6 +451,32 @@ class GRPOEngine:
             prefix=self.stage.prefix,
             temperature=self.cfg.temperature,
         )
+
+    def _some_logps(
+        self, model: UnifiedModel, rollout: Rollout, rows: list[int], active: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = [len(rollout.samples.token_ids[i]) for i in rows]
+        width = max(lengths)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        for k, n in enumerate(lengths):
+            if n:
+                mask[k, width - n :] = True
+        # One row runs even when none is active, so every process does a backward pass
+        # each micro-batch (the gradient collectives must match across processes).
+        live = [k for k, i in enumerate(rows) if active[i]] or [0]
+        some, _ = self._logps(model, rollout, [rows[k] for k in live])
+        some = F.pad(some, (width - some.shape[1], 0))  # right-aligned, like the full batch
+        logp = torch.zeros(len(rows), width, dtype=some.dtype, device=some.device)
+        logp = logp.index_copy(0, torch.tensor(live, device=some.device), some)
+        return logp, mask.to(some.device)
+
+    def _select_groups(self, rewards: torch.Tensor) -> list[int]:
+        """Dynamic sampling: the indices of the step's `prompts_per_step` groups, those whose
+        rewards differ first (in draw order), then unanimous ones if too few differ."""
+        groups = rewards.view(-1, self.cfg.num_generations)
+        split = (groups.amax(1) != groups.amin(1)).tolist()
+        order = [g for g, s in enumerate(split) if s] + [g for g, s in enumerate(split) if not s]
+        return sorted(order[: self.cfg.prompts_per_step])
 
     def step(self, step: int) -> dict[str, float]:
         cfg, acc = self.cfg, self.accelerator
@@ -456,8 +498,13 @@ class GRPOEngine:
             k: torch.as_tensor(v, dtype=torch.float32) for k, v in self.stage.rewards(rollout, step).items()
         }
         rewarded = {k: v for k, v in parts.items() if not k.startswith("metric/")}
-        rewards = _sum_rewards(rewarded, self.reward_weights)
+        drawn = rewards = _sum_rewards(rewarded, self.reward_weights)
         check_finite("reward", rewards, step)
+        sampled = rollout  # what the policy did this step: logged whole
+        if cfg.dynamic_sampling_factor > 1:
+            rows = [g * cfg.num_generations + j for g in self._select_groups(drawn)
+                    for j in range(cfg.num_generations)]
+            rollout, rewards = rollout.select(rows), drawn[rows]
         batch_std = self._gather(rewards).std() if cfg.scale_rewards == "batch" else None
         advantages = group_advantages(rewards, cfg.num_generations, cfg.scale_rewards, batch_std)
 
@@ -473,12 +520,15 @@ class GRPOEngine:
             list(range(k, min(k + cfg.per_device_train_batch_size, n)))
             for k in range(0, n, cfg.per_device_train_batch_size)
         ]
+        # Without a KL term, completions with a zero advantage (unanimous groups) cannot move
+        # the weights: the model skips them (`_logps`).
+        active = advantages != 0 if self.ref is None else None
 
         old, ref = {}, {}
         with torch.no_grad():
             for j, rows in enumerate(micro):
                 if cfg.num_iterations > 1:
-                    old[j] = self._logps(self.model, rollout, rows)[0]
+                    old[j] = self._logps(self.model, rollout, rows, active)[0]
                 if self.ref is not None:
                     ref[j] = self._logps(self.ref, rollout, rows)[0]
 
@@ -488,7 +538,7 @@ class GRPOEngine:
             step_loss = 0.0  # this process's share of the batch loss
             self.optimizer.zero_grad(set_to_none=True)
             for j, rows in enumerate(micro):
-                logp, mask = self._logps(self.model, rollout, rows)
+                logp, mask = self._logps(self.model, rollout, rows, active)
                 mask = mask & (keep[rows] > 0).unsqueeze(1).to(mask.device)
                 old_logp = old[j] if j in old else logp.detach()
                 loss_tok, s = per_token_loss(
@@ -537,17 +587,19 @@ class GRPOEngine:
             stats.setdefault("grad_norm", []).append(float(norm))
             stats.setdefault("loss", []).append(float(self._sum(torch.tensor(step_loss))) / procs)
 
-        everyone = self._gather(rewards)
+        everyone = self._gather(drawn)
         groups = everyone.view(-1, cfg.num_generations)
+        sampled_lengths = torch.tensor([len(t) for t in sampled.samples.token_ids], dtype=torch.float32)
         record: dict[str, float] = {
             "step": step + 1,
             "reward": float(everyone.mean()),
             "reward_std": float(groups.std(1).mean()),
             "frac_reward_zero_std": float((groups.std(1) < 1e-6).float().mean()),
-            "completion_length": float(self._gather(lengths).mean()),
+            "completion_length": float(self._gather(sampled_lengths).mean()),
             "truncated": float(
-                self._gather(torch.tensor(rollout.samples.truncated, dtype=torch.float32)).mean()
+                self._gather(torch.tensor(sampled.samples.truncated, dtype=torch.float32)).mean()
             ),
+            "frac_trained_zero_std": float((self._gather(advantages) == 0).float().mean()),
             "learning_rate": self.scheduler.get_last_lr()[0],
             "seconds_sampling": t_sample,
             "seconds": time.perf_counter() - t0,
