@@ -302,9 +302,10 @@ def test_truncated_completions_can_be_masked(tmp_path, monkeypatch):
             assert record["loss"] == 0.0
 
 
-@pytest.mark.parametrize("use_lora", [False, True])
-def test_resume_after_a_kill_gives_the_same_metrics(tmp_path, use_lora):
-    cfg = dict(max_steps=4, save_steps=2, use_lora=use_lora, loss_type="grpo", num_iterations=2)
+@pytest.mark.parametrize(("use_lora", "dynamic_sampling_factor"), [(False, 1), (True, 1), (False, 2)])
+def test_resume_after_a_kill_gives_the_same_metrics(tmp_path, use_lora, dynamic_sampling_factor):
+    cfg = dict(max_steps=4, save_steps=2, use_lora=use_lora, loss_type="grpo", num_iterations=2,
+               dynamic_sampling_factor=dynamic_sampling_factor)
     straight = GRPOEngine(_model(), WordStage(), _cfg(**cfg), tmp_path / "a").train()
 
     class Killed(Exception):
