@@ -424,7 +424,7 @@ def test_unanimous_groups_are_skipped_with_the_same_update(tmp_path, loss_type):
         if not skip:
             engine._logps = functools.partial(_every_row, engine._logps)
         record = engine.step(0)
-        assert record["frac_trained_zero_std"] == 0.5
+        assert record["frac_trained_zero_advantage"] == 0.5
         assert calls == ([4] * 3 if skip else [8] * 3)  # old log-probs, then two iterations
         updated.append([p.detach().clone() for p in model.trainable_parameters()])
     for a, b in zip(*updated, strict=True):
@@ -446,7 +446,7 @@ def test_dynamic_sampling_trains_on_the_groups_that_differ(tmp_path):
     engine = GRPOEngine(model, SplitOrUnanimousStage(), _cfg(dynamic_sampling_factor=2), tmp_path)
     record = engine.step(0)
     assert record["frac_reward_zero_std"] == 0.5  # of the 4 groups drawn
-    assert record["frac_trained_zero_std"] == 0.0  # of the 2 trained
+    assert record["frac_trained_zero_advantage"] == 0.0  # of the 2 trained
     assert record["reward"] == pytest.approx((0.5 * 8 + 0.5 * 8) / 16)
     assert calls == [8]
     with pytest.raises(ConfigError, match="dynamic_sampling_factor"):

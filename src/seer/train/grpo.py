@@ -145,8 +145,7 @@ def group_advantages(
     centred = groups - groups.mean(1, keepdim=True)
     # A group of equal rewards has no signal: its advantages are exactly 0 (a float mean can
     # miss the common value by an ulp, which the group std + eps would blow up to ~1e-3).
-    unanimous = (groups.amax(1, keepdim=True) == groups.amin(1, keepdim=True))
-    centred = centred.masked_fill(unanimous, 0.0)
+    centred = centred.masked_fill(unanimous(groups).unsqueeze(1), 0.0)
     if scale_rewards == "group":
         centred = centred / (groups.std(1, keepdim=True) + STD_EPS)
     elif scale_rewards == "batch":
@@ -155,6 +154,11 @@ def group_advantages(
     elif scale_rewards != "none":
         raise ValueError(f"scale_rewards must be one of {', '.join(SCALE_REWARDS)}, got {scale_rewards!r}")
     return centred.reshape(-1)
+
+
+def unanimous(groups: torch.Tensor) -> torch.Tensor:
+    """Per group (a row of `groups`, G rewards): whether all its rewards are equal."""
+    return groups.amax(1) == groups.amin(1)
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
@@ -473,8 +477,7 @@ class GRPOEngine:
     def _select_groups(self, rewards: torch.Tensor) -> list[int]:
         """Dynamic sampling: the indices of the step's `prompts_per_step` groups, those whose
         rewards differ first (in draw order), then unanimous ones if too few differ."""
-        groups = rewards.view(-1, self.cfg.num_generations)
-        split = (groups.amax(1) != groups.amin(1)).tolist()
+        split = (~unanimous(rewards.view(-1, self.cfg.num_generations))).tolist()
         order = [g for g, s in enumerate(split) if s] + [g for g, s in enumerate(split) if not s]
         return sorted(order[: self.cfg.prompts_per_step])
 
@@ -599,7 +602,8 @@ class GRPOEngine:
             "truncated": float(
                 self._gather(torch.tensor(sampled.samples.truncated, dtype=torch.float32)).mean()
             ),
-            "frac_trained_zero_std": float((self._gather(advantages) == 0).float().mean()),
+            # completions of the update with a zero advantage: the share the skip saves
+            "frac_trained_zero_advantage": float((self._gather(advantages) == 0).float().mean()),
             "learning_rate": self.scheduler.get_last_lr()[0],
             "seconds_sampling": t_sample,
             "seconds": time.perf_counter() - t0,
