@@ -1,6 +1,6 @@
 """Analyzer accuracy, noise/shift tolerance, instruction oracles, and throughput.
 
-    python bench/world.py [--n 10000] [--seed 0]
+    python bench/world.py [--n 10000] [--seed 0] [--size 64]
 
 Prints markdown tables (pasted into docs/benchmarks.md).
 """
@@ -18,6 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, table  # noqa: E402
 from seer.world.analyzer import analyze  # noqa: E402
+from seer.world.geometry import DEFAULT_SIZE  # noqa: E402
 from seer.world.instructions import load_instructions  # noqa: E402
 from seer.world.render import render_array  # noqa: E402
 from seer.world.scene import GLOBAL_FIELDS, sample_scene  # noqa: E402
@@ -50,13 +51,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--n-perturbed", type=int, default=1_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int, default=DEFAULT_SIZE, help="image side in pixels")
     args = ap.parse_args()
+    size = args.size
     rng = random.Random(args.seed)
-    print(f"machine: {machine()}\nsettings: {args.n} random scenes at 64 px, seed {args.seed}\n")
+    print(f"machine: {machine()}\nsettings: {args.n} random scenes at {size} px, seed {args.seed}\n")
 
     scenes = [sample_scene(rng) for _ in range(args.n)]
     t0 = time.perf_counter()
-    images = [render_array(s) for s in scenes]
+    images = [render_array(s, size) for s in scenes]
     t_render = time.perf_counter() - t0
     t0 = time.perf_counter()
     clean = accuracy(scenes, images)
@@ -91,7 +94,7 @@ def main() -> None:
         for _ in range(20):
             scene = sample_scene(rng, plain=True)
             plain_full += ins.satisfaction(scene) == 1.0
-            oracle = analyze(render_array(ins.apply(scene))).scene
+            oracle = analyze(render_array(ins.apply(scene), size)).scene
             oracle_sum += ins.satisfaction(oracle)
         worst_oracle = min(worst_oracle, oracle_sum / 20)
         if ins.split != "train" or ins.text == instructions.families[ins.families[0]].train[0]:
@@ -104,8 +107,8 @@ def main() -> None:
 
     print("\n## Throughput\n")
     print(table(["step", "images/s"], [
-        ["render (64 px)", f"{args.n / t_render:.0f}"],
-        ["analyze (64 px)", f"{args.n / t_analyze:.0f}"],
+        [f"render ({size} px)", f"{args.n / t_render:.0f}"],
+        [f"analyze ({size} px)", f"{args.n / t_analyze:.0f}"],
     ]))
 
 

@@ -11,6 +11,10 @@ from seer.cli import main
 
 TINY = [
     "--set",
+    "model.image_size=64",
+    "--set",
+    "grounding_layer=0",
+    "--set",
     "model.hidden_size=32",
     "--set",
     "model.num_layers=1",

@@ -12,8 +12,8 @@ from seer.data.mix import vocabulary_corpus
 from seer.data.vie import SPLITS, load_items
 from seer.models.mini.model import MiniConfig, MiniUMM
 
-TINY = MiniConfig(hidden_size=32, num_layers=1, num_heads=2, codebook_size=16, vq_channels=(32,),
-                  vq_unshuffle=8)
+TINY = MiniConfig(image_size=64, hidden_size=32, num_layers=1, num_heads=2, codebook_size=16,
+                  vq_channels=(32,), vq_unshuffle=8)
 SMALL = ["--set", "n_train=2", "--set", "n_validation=1", "--set", "n_test_id=1", "--set", "n_test_ood=1",
          "--set", "require_margin=false", "--set", "difficulty_samples=1", "--set", "max_new_tokens=4",
          "--threads", "1"]

@@ -380,7 +380,7 @@ def test_folders_from_before_local_tokenizers_load_as_convolutional(tmp_path, im
 
 @pytest.mark.parametrize("local_norm", [True, False])
 def test_a_convolutional_code_depends_on_its_neighbourhood_only_under_local_norm(local_norm):
-    vq = new_vq(MiniConfig(vq_local_norm=local_norm)).eval()  # the default 16x16 grid
+    vq = new_vq(MiniConfig(image_size=64, vq_local_norm=local_norm)).eval()  # a 16x16 grid
     assert any(isinstance(m, torch.nn.GroupNorm) for m in vq.vq.encoder.modules()) != local_norm
     palettes = torch.from_numpy(np.random.default_rng(0).integers(0, 13, size=(1, 64, 64)))
     changed = palettes.clone()

@@ -11,13 +11,13 @@ import torch
 from seer.models.mini.model import MiniConfig, MiniUMM
 from seer.train.pretrain import PretrainConfig, pretrain
 
-TINY = MiniConfig(hidden_size=64, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
-                  vq_unshuffle=8)
+TINY = MiniConfig(image_size=64, hidden_size=64, num_layers=2, num_heads=2, codebook_size=32,
+                  vq_channels=(32,), vq_unshuffle=8)
 
 
 def _config(out, **changes) -> PretrainConfig:
     base = dict(out=str(out), model=TINY, vq_steps=60, vq_scenes=200, vq_batch_size=8, steps=30,
-                batch_size=8, lr=3e-3, warmup_steps=5, checkpoint_every=20, log_every=5)
+                batch_size=8, lr=3e-3, warmup_steps=5, checkpoint_every=20, log_every=5, grounding_layer=0)
     return PretrainConfig(**{**base, **changes})
 
 

@@ -48,7 +48,7 @@ from seer.world.scene import (
 )
 
 KINDS = ("generate", "attribute", "concept", "knowledge", "restate")
-DEFAULT_WEIGHTS = {"generate": 0.55, "attribute": 0.2, "concept": 0.15, "knowledge": 0.05, "restate": 0.05}
+DEFAULT_WEIGHTS = {"generate": 0.45, "attribute": 0.3, "concept": 0.15, "knowledge": 0.05, "restate": 0.05}
 UNCONDITIONAL_RATE = 0.1
 TWO_IMAGE_RATE = 0.25  # understanding questions shown with a second image, about one of them
 THINK_RATE = 0.3  # concept questions that ask for reasoning first, answered in tags

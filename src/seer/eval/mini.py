@@ -23,6 +23,7 @@ from seer.data.mix import attribute_question, concept_scene
 from seer.models.interface import UnifiedModel
 from seer.world.analyzer import analyze_scene
 from seer.world.descriptors import describe
+from seer.world.geometry import DEFAULT_SIZE
 from seer.world.instructions import load_instructions
 from seer.world.render import render
 from seer.world.scene import GLOBAL_FIELDS, sample_scene
@@ -30,6 +31,14 @@ from seer.world.scores import object_agreement
 
 EVAL_SALT = "heldout-eval"
 OBJECT_ATTRS = ("shape", "color", "size", "position")
+
+
+def world_image_size(model: UnifiedModel) -> int:
+    """The side a model's images are drawn at: the mini model's own (its cells must align with
+    its codes, docs/model.md), else the world's default. Understanding questions show scenes
+    rendered at this size, since a resized render loses one-pixel strokes."""
+    config = getattr(model, "config", None)
+    return int(getattr(config, "image_size", DEFAULT_SIZE))
 
 
 def _rng(seed: int, what: str) -> random.Random:
@@ -81,8 +90,9 @@ def understanding(model: UnifiedModel, n: int = 200, seed: int = 0, batch_size: 
     question kind (its first two words: "what shape", "is there", ...) under
     "attribute_by_kind", which says *what* the model cannot read."""
     rng = _rng(seed, "understanding")
+    size = world_image_size(model)
     attr = [(s, *attribute_question(s, rng)) for s in (sample_scene(rng) for _ in range(n))]
-    answers = _answers(model, [q for _, q, _ in attr], [[render(s)] for s, _, _ in attr], batch_size)
+    answers = _answers(model, [q for _, q, _ in attr], [[render(s, size)] for s, _, _ in attr], batch_size)
     per_kind: dict[str, list[bool]] = defaultdict(list)
     for (_, q, truth), got in zip(attr, answers, strict=True):
         per_kind[q.split()[0] + " " + q.split()[1]].append(got == truth)
@@ -99,7 +109,8 @@ def understanding(model: UnifiedModel, n: int = 200, seed: int = 0, batch_size: 
         adjective = instructions.families[ins.families[0]].adjective
         concept.append((scene, template.format(adjective=adjective, instruction=ins.text),
                         T.YES if positive else T.NO))
-    answers = _answers(model, [q for _, q, _ in concept], [[render(s)] for s, _, _ in concept], batch_size)
+    images = [[render(s, size)] for s, _, _ in concept]
+    answers = _answers(model, [q for _, q, _ in concept], images, batch_size)
     concept_acc = float(np.mean([got == t for (_, _, t), got in zip(concept, answers, strict=True)]))
     out: dict = {"attribute_questions": attribute_acc, "concept_questions": concept_acc}
     if by_kind:

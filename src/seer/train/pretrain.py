@@ -5,7 +5,7 @@ Two phases, each resumable from its last checkpoint:
    per-pixel cross-entropy, with dead codes restarted from encoder outputs;
 2. the unified transformer (a `transformers` Llama) on the pretraining mix
    (`seer.data.mix`): every example weighs the same, whatever its length, so a one-word
-   answer counts as much as a 256-code image.
+   answer counts as much as a 225-code image.
 Outputs, under `out/`: `vq/` and `checkpoint/` (resumable state), `model/` (the final
 model in Hugging Face layout), `config.json` (the resolved config), `log.jsonl` and
 TensorBoard events.
@@ -53,7 +53,7 @@ class PretrainConfig:
     # `model.image_positions` adds (zero) image position embeddings to a model without them.
     init: str | None = None
     # Phase 1: image tokenizer.
-    vq_steps: int = 2500
+    vq_steps: int = 3500
     vq_batch_size: int = 32
     vq_lr: float = 2e-3
     vq_scenes: int = 20000
@@ -65,10 +65,10 @@ class PretrainConfig:
     # codebook trained from random vectors at once collapsed onto a handful of codes.
     vq_autoencoder_steps: int = 500
     # Phase 2: unified transformer.
-    steps: int = 2000
+    steps: int = 3000
     batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 100
+    lr: float = 1.5e-3
+    warmup_steps: int = 200
     weight_decay: float = 0.01
     mix: dict[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     checkpoint_every: int = 200
@@ -80,7 +80,7 @@ class PretrainConfig:
     # at the last code of each cell of an understanding image. It supervises densely the
     # text-to-cell binding that the language-model loss teaches only slowly
     # (docs/benchmarks.md). The heads are dropped from the saved model.
-    grounding_layer: int = 0
+    grounding_layer: int = 3
     grounding_weight: float = 1.0
     # torch.compile the transformer's forward (dynamic shapes: one graph for every batch
     # width). 1.3-1.8x faster steps on the CPU after a minute of compiling, so worth it for

@@ -52,7 +52,10 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclasses.dataclass
 class MiniConfig:
-    image_size: int = 64
+    # 60 px, not the world's 64: a grid cell is then 20 px, five 4 px codes, so an object
+    # covers the same codes in whichever cell it stands and the tokenizer and the transformer
+    # learn one drawing of it, not three offsets per axis (docs/model.md, run k).
+    image_size: int = 60
     guidance_scale: float = 3.0
     image_temperature: float = 1.0
     # Architecture, used only when building a fresh model (`MiniUMM.create`).
@@ -99,8 +102,8 @@ class MiniConfig:
     def tiny(cls, **changes) -> MiniConfig:
         """A tiny random configuration (64 image tokens of an 8x8 grid, 2 small layers):
         for tests and smoke runs of every command in seconds, never for figures."""
-        base = dict(hidden_size=32, num_layers=2, num_heads=2, codebook_size=32, vq_channels=(32,),
-                    vq_unshuffle=8, vq_local=True)
+        base = dict(image_size=64, hidden_size=32, num_layers=2, num_heads=2, codebook_size=32,
+                    vq_channels=(32,), vq_unshuffle=8, vq_local=True)
         return cls(**{**base, **changes})
 
 

@@ -5,9 +5,10 @@ writes *palette maps* (one class per pixel) instead of RGB: the encoder sees one
 colours, the decoder predicts one colour class per pixel, and training is per-pixel
 cross-entropy. That makes reconstructions crisp (no blur to snap back) while the model
 stays an ordinary VQ-VAE. A space-to-depth step (2x2 pixels -> channels by default)
-before the encoder and after the decoder keeps the convolutions at 32x32, cheap enough
-for a CPU; one downsampling block brings the grid to 16x16, so a 64 px image is 256
-tokens, one per 4x4 pixels (docs/model.md says why not fewer).
+before the encoder and after the decoder keeps the convolutions at half the image side,
+cheap enough for a CPU; one downsampling block brings the grid to a quarter, so the
+default 60 px image is 225 tokens (15x15), one per 4x4 pixels (docs/model.md says why not
+fewer, and why 60 px).
 """
 
 from __future__ import annotations
