@@ -2,7 +2,8 @@
 
 - generation: images from held-out literal descriptors, per-attribute accuracy and exact
   scenes;
-- understanding: attribute questions and concept questions, answered greedily;
+- understanding: attribute questions and concept questions, answered greedily (concept
+  questions also asked for reasoning first);
 - knowledge: asked in words what a training instruction means, the answer names its
   visual effect (the family's meaning, word for word);
 - the gap: instruction satisfaction of images generated from the baseline text (prompt +
@@ -19,6 +20,7 @@ from collections import defaultdict
 import numpy as np
 
 from seer.data import templates as T
+from seer.data.formats import yes_no
 from seer.data.mix import attribute_question, concept_scene
 from seer.models.interface import UnifiedModel
 from seer.world.analyzer import analyze_scene
@@ -112,7 +114,13 @@ def understanding(model: UnifiedModel, n: int = 200, seed: int = 0, batch_size: 
     images = [[render(s, size)] for s, _, _ in concept]
     answers = _answers(model, [q for _, q, _ in concept], images, batch_size)
     concept_acc = float(np.mean([got == t for (_, _, t), got in zip(concept, answers, strict=True)]))
-    out: dict = {"attribute_questions": attribute_acc, "concept_questions": concept_acc}
+    # The same questions asked for reasoning first (the evaluator's form): the answer is
+    # read from the <answer> tags after the model's own reading of the image.
+    reasoned = _answers(model, [f"{q} {T.THINK_FIRST}" for _, q, _ in concept], images, batch_size)
+    reasoned_acc = float(np.mean([yes_no(got) == t
+                                  for (_, _, t), got in zip(concept, reasoned, strict=True)]))
+    out: dict = {"attribute_questions": attribute_acc, "concept_questions": concept_acc,
+                 "reasoned_concept_questions": reasoned_acc}
     if by_kind:
         out["attribute_by_kind"] = {k: float(np.mean(v)) for k, v in sorted(per_kind.items())}
     return out
