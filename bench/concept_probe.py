@@ -84,7 +84,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = questions(args.n, args.seed)
-    print(f"machine: {machine()}; {args.threads} threads")
+    print(f"machine: {machine()}")
     print(f"settings: {args.n} held-out concept questions, seed {args.seed}, greedy answers")
     header = ["model", "straight: all (positives / random / near misses; says yes)",
               "with reasoning: the same"]
