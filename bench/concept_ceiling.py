@@ -19,13 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, table  # noqa: E402
-from concept_probe import KINDS, questions  # noqa: E402
+from common import machine, supervised_yes_no_step, table  # noqa: E402
+from concept_probe import KINDS, questions, scores  # noqa: E402
 from seer.data import templates as T  # noqa: E402
 from seer.data.mix import Mix  # noqa: E402
 from seer.eval.mini import world_image_size  # noqa: E402
@@ -41,12 +39,7 @@ def held_out_accuracy(model, rows, size: int, batch_size: int = 32) -> dict[str,
             chunk = rows[k:k + batch_size]
             pictures = [[render(s, size)] for _, _, s, _ in chunk]
             p += model.p_yes([q for _, q, _, _ in chunk], pictures).p_yes.tolist()
-    said = ["yes" if x > 0.5 else "no" for x in p]
-    right = [a == truth for (_, _, _, truth), a in zip(rows, said, strict=True)]
-    out = {"all": float(np.mean(right)), "says yes": float(np.mean([a == T.YES for a in said]))}
-    for kind in KINDS:
-        out[kind] = float(np.mean([r for (k, *_), r in zip(rows, right, strict=True) if k == kind]))
-    return out
+    return scores(rows, [T.YES if x > 0.5 else T.NO for x in p])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,28 +73,16 @@ def main(argv: list[str] | None = None) -> int:
         model.enable_lora(r=args.lora_r, alpha=2 * args.lora_r)
     params = model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    answers = torch.tensor([model.yes_id]), torch.tensor([model.no_id])
     mix = Mix(args.seed, {"concept": 1.0})
     straight = (e for e in mix.stream("concept") if not e.prompt.endswith(T.THINK_FIRST))
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
         batch = [next(straight) for _ in range(args.batch)]
-        model.train()
-        # Each question twice, with "yes" and with "no" as the completion: the two answers'
-        # log-probs compete in a softmax, as P(yes) reads them.
-        prompts = [e.prompt for e in batch for _ in range(2)]
-        pictures = [[render(s, size) for s in e.images] for e in batch for _ in range(2)]
-        logp, mask = model.completion_logprobs(prompts, list(answers) * len(batch), pictures)
-        logits = (logp * mask).sum(1).view(-1, 2)
-        loss = F.cross_entropy(logits, torch.tensor([0 if e.answer == T.YES else 1 for e in batch]))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {step}: the loss is {loss.item()}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        loss = supervised_yes_no_step(model, optimizer, params, [e.prompt for e in batch],
+                                      [[render(s, size) for s in e.images] for e in batch],
+                                      [e.answer for e in batch], step)
         if step % 10 == 0:
-            print(f"step {step}: loss {loss.item():.3f}", flush=True)
+            print(f"step {step}: loss {loss:.3f}", flush=True)
         if step % args.every == 0 or step == args.steps:
             measure(step, f"{(time.perf_counter() - t0) / step:.2f}")
 

@@ -66,13 +66,18 @@ def probe(model_dir: str, rows, batch_size: int = 32) -> list[str]:
                                              images, batch_size)]
     cells = []
     for answers in (straight, reasoned):
-        right = {kind: [a == truth for (k, _, _, truth), a in zip(rows, answers, strict=True) if k == kind]
-                 for kind in KINDS}
-        overall = np.mean([a == truth for (_, _, _, truth), a in zip(rows, answers, strict=True)])
-        says_yes = np.mean([a == T.YES for a in answers])
-        cells.append(f"{overall:.1%} ({' / '.join(f'{np.mean(right[k]):.1%}' for k in KINDS)}; "
-                     f"yes {says_yes:.1%})")
+        s = scores(rows, answers)
+        cells.append(f"{s['all']:.1%} ({' / '.join(f'{s[k]:.1%}' for k in KINDS)}; yes {s['says yes']:.1%})")
     return [model_dir, *cells]
+
+
+def scores(rows, answers: list[str | None]) -> dict[str, float]:
+    """Accuracy of `answers` over all rows and per image kind, and how often they say yes."""
+    right = [a == truth for (_, _, _, truth), a in zip(rows, answers, strict=True)]
+    out = {"all": float(np.mean(right)), "says yes": float(np.mean([a == T.YES for a in answers]))}
+    for kind in KINDS:
+        out[kind] = float(np.mean([r for (k, *_), r in zip(rows, right, strict=True) if k == kind]))
+    return out
 
 
 def main() -> None:

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, table  # noqa: E402
+from common import machine, supervised_yes_no_step, table  # noqa: E402
 from seer.data import templates as T  # noqa: E402
 from seer.data.vie import load_items, open_images  # noqa: E402
 from seer.models import load_model  # noqa: E402
@@ -93,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     model.enable_lora(r=args.lora_r, alpha=2 * args.lora_r)
     params = model.trainable_parameters()
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    yes, no = torch.tensor([model.yes_id]), torch.tensor([model.no_id])
     twin = order_twins(train)
     pairs = [(i, twin[i]) for i, item in enumerate(train) if item["order"] == "positive_first"]
     rng = random.Random(f"{args.seed}/judge-ceiling")
@@ -104,24 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             order += rng.sample(pairs, len(pairs))
         chosen = [train[i] for pair in order[: args.pairs] for i in pair]
         del order[: args.pairs]
-        model.train()
-        # Each item twice, once with "yes" and once with "no" as the completion: one shared
-        # prefill per item, then the two answers' log-probs compete in a softmax.
-        prompts = [i["question"] for i in chosen for _ in range(2)]
-        pictures = [images[i["id"]] for i in chosen for _ in range(2)]
-        logp, mask = model.completion_logprobs(prompts, [yes, no] * len(chosen), pictures,
-                                               prefix=ANSWER_AFTER_EMPTY_REASONING)
-        pair_logits = (logp * mask).sum(1).view(-1, 2)
-        target = torch.tensor([0 if i["label"] == "yes" else 1 for i in chosen])
-        loss = F.cross_entropy(pair_logits, target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {step}: the loss is {loss.item()}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        loss = supervised_yes_no_step(model, optimizer, params, [i["question"] for i in chosen],
+                                      [images[i["id"]] for i in chosen], [i["label"] for i in chosen], step,
+                                      prefix=ANSWER_AFTER_EMPTY_REASONING)
         if step % 10 == 0:
-            print(f"step {step}: loss {loss.item():.3f}", flush=True)
+            print(f"step {step}: loss {loss:.3f}", flush=True)
         if step % args.every == 0 or step == args.steps:
             per_step = (time.perf_counter() - t0) / step
             measure("supervised (LoRA, cross-entropy)", model, str(step), f"{per_step:.2f}")
